@@ -1,0 +1,1 @@
+"""Agent roster and agent state machine (issue 3)."""

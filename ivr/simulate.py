@@ -1,0 +1,378 @@
+"""Simulated calls: the interpreter driven by a key script and a virtual clock.
+
+The simulator is an adapter like the Asterisk and Twilio ones: it carries out
+commands (prompts take as long as their estimated speech, timers run from the
+end of a prompt and restart on each key, barge-in stops a prompt) and turns the
+caller's script into events. Nothing sleeps: time is a number that jumps to the
+next event.
+
+Key script tokens (space separated), each used at the next chance to press keys:
+
+- ``2``, ``04121980#``: keys pressed after the prompt ends (0.4 s apart)
+- ``!0``: keys pressed while the next interruptible prompt plays (barge-in)
+- ``.``: press nothing; let the input time out
+- ``h``: hang up
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from ivr import commands as C
+from ivr import events as E
+from ivr.interpreter import CallState, Interpreter, mask_number
+from ivr.schema import QueueNode
+from ivr.timing import item_seconds
+from ivr.tree import CallTree
+
+KEY_GAP = 0.4  # seconds between keys in one token
+THINK = 0.8  # seconds a caller takes to start pressing after a prompt
+BARGE_AFTER = 1.0  # seconds into a prompt when a barge-in key lands
+
+HookFn = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class HookTimeout(Exception):
+    """Raise from a simulated hook to act out a hook that does not answer in time."""
+
+
+@dataclass
+class SimOptions:
+    at: datetime
+    caller: str | None = "+15555550123"
+    called: str | None = None
+    language: str | None = None
+    keys: list[str] | None = None  # None: ask() is called whenever the caller may press keys
+    queue_outcomes: dict[str, str] = field(default_factory=dict)  # queue -> handoff|answered|closed|no_agents|full|timeout
+    queue_wait: float = 20.0  # seconds before an agent answers (answered) or a wait key is pressed
+    talk_seconds: float = 180.0
+    agent_id: str = "agent-sim"
+    hooks: dict[str, HookFn | dict[str, Any]] = field(default_factory=dict)
+    failing_transfers: set[str] = field(default_factory=set)  # node ids or numbers whose transfer fails
+    record_seconds: float = 12.0
+    max_seconds: float = 3600.0
+    call_id: str = "sim-1"
+
+
+@dataclass
+class Line:
+    """One transcript line: ``t`` seconds after answer."""
+
+    t: float
+    kind: str  # hear, press, timeout, note, end
+    node: str
+    text: str
+    language: str = ""
+
+
+@dataclass
+class SimResult:
+    state: CallState
+    lines: list[Line]
+    seconds: float
+
+    @property
+    def outcome(self) -> Any:
+        return self.state.outcome
+
+
+class _Clock:
+    """Events ordered by virtual time; ties keep insertion order."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, Any]] = []
+        self.seq = itertools.count()
+
+    def at(self, t: float, item: Any) -> None:
+        heapq.heappush(self.heap, (t, next(self.seq), item))
+
+    def pop(self) -> tuple[float, Any]:
+        t, _, item = heapq.heappop(self.heap)
+        return t, item
+
+
+class CallSimulator:
+    """Runs one call through a tree; reusable for many calls (the benchmark and day simulator do)."""
+
+    def __init__(self, tree: CallTree) -> None:
+        self.tree = tree
+        self.interp = Interpreter(tree)
+        self.wpm = tree.spec.lints.speech_rate_wpm
+
+    def run(
+        self,
+        opts: SimOptions,
+        *,
+        ask: Callable[[str], str] | None = None,
+        on_line: Callable[[Line], None] | None = None,
+        record_lines: bool = True,
+    ) -> SimResult:
+        tree = self.tree
+        t0 = opts.at
+        keys = list(opts.keys) if opts.keys is not None else None
+        lines: list[Line] = []
+        clock = _Clock()
+        prompt_end: dict[int, float] = {}  # prompt id -> when it ends (if not stopped)
+        timer: dict[int, float] = {}  # prompt id -> current collect deadline
+        collect_of: dict[int, C.Collect] = {}
+        barge_ok: dict[int, bool] = {}
+        now = 0.0
+        talking = record_lines or on_line is not None  # build transcript text only for someone who reads it
+
+        def emit(kind: str, node: str, text: str, lang: str = "") -> None:
+            if record_lines or on_line is not None:
+                line = Line(round(now, 2), kind, node, text, lang)
+                if record_lines:
+                    lines.append(line)
+                if on_line is not None:
+                    on_line(line)
+
+        def when(t: float) -> datetime:
+            return t0 + timedelta(seconds=t)
+
+        def next_token(context: str, allowed: str = "") -> str | None:
+            nonlocal keys
+            if keys is not None:
+                return keys.pop(0) if keys else None
+            if ask is None:
+                return None
+            return ask(context)
+
+        def press(start: float, digits: str) -> float:
+            t = start
+            for i, d in enumerate(digits):
+                clock.at(t, ("digit", d, digits if i == 0 else None))  # the first key carries the token for the transcript
+                t += KEY_GAP
+            return t - KEY_GAP
+
+        def handle_token(tok: str | None, pid: int, start: float, end: float, col: C.Collect | None, node: str) -> None:
+            if tok is None or tok == ".":
+                return  # silence: the collect timer runs out
+            if tok.lower() == "h":
+                clock.at(start + min(BARGE_AFTER, max(end - start, 0)), ("hangup",))
+                return
+            if tok.startswith("!"):
+                press(start + BARGE_AFTER, tok[1:])
+                return
+            press(end + THINK, tok)
+
+        state, cmds = self.interp.start(E.CallStarted(at=t0, call_id=opts.call_id, caller=opts.caller,
+                                                      called=opts.called, language=opts.language))
+        emit("note", "", f"call from {mask_number(opts.caller)} at {t0.astimezone(tree.tz):%a %Y-%m-%d %H:%M %Z}, "
+                         f"tree {tree.label}, language {state.language}")
+        pending_barge: str | None = None
+
+        while True:
+            stop_at_queue = False
+            for cmd in cmds:
+                node = state.node
+                if isinstance(cmd, C.PlayPrompt):
+                    dur = sum(item_seconds(i, self.wpm) for i in cmd.items)
+                    for item in (cmd.items if talking else ()):
+                        if isinstance(item, C.SayItem):
+                            emit("hear", node, _shown_text(state, item.text), item.language)
+                        elif isinstance(item, C.PlayItem):
+                            emit("hear", node, f"[audio {item.uri}]", item.language)
+                        else:
+                            emit("hear", node, f"[pause {item.seconds:g} s]")
+                    prompt_end[cmd.prompt_id] = now + dur
+                    barge_ok[cmd.prompt_id] = cmd.barge_in
+                    clock.at(now + dur, ("prompt_done", cmd.prompt_id))
+                    if cmd.collect is not None:
+                        collect_of[cmd.prompt_id] = cmd.collect
+                        timer[cmd.prompt_id] = now + dur + cmd.collect.timeout
+                        clock.at(timer[cmd.prompt_id], ("timeout", cmd.prompt_id))
+                        if pending_barge is None:
+                            tok = next_token(self._context(state, cmd))
+                        else:
+                            tok, pending_barge = pending_barge, None
+                        handle_token(tok, cmd.prompt_id, now, now + dur, cmd.collect, node)
+                    elif cmd.barge_in and keys and keys[0].startswith("!"):
+                        tok = keys.pop(0)
+                        handle_token(tok, cmd.prompt_id, now, now + dur, None, node)
+                elif isinstance(cmd, C.StopPrompt):
+                    prompt_end.pop(cmd.prompt_id, None)
+                elif isinstance(cmd, C.Enqueue):
+                    stop_at_queue = not self._enqueue(cmd, state, opts, clock, now, emit, next_token)
+                elif isinstance(cmd, C.Dequeue):
+                    emit("note", node, f"left queue {cmd.queue} ({cmd.reason})")
+                elif isinstance(cmd, C.Transfer):
+                    ok = not ({node, cmd.to, cmd.label or ""} & opts.failing_transfers)
+                    emit("note", node, f"transferring to {cmd.label or cmd.to} ({cmd.to})")
+                    clock.at(now + (5.0 if ok else cmd.timeout), ("transfer", ok))
+                elif isinstance(cmd, C.Record):
+                    emit("note", node, f"recording {cmd.kind} (max {cmd.max_length:g} s, retention {cmd.retention})")
+                    if keys and keys[0].lower() == "h":
+                        keys.pop(0)
+                        clock.at(now + min(opts.record_seconds, cmd.max_length) / 2, ("hangup",))
+                    else:
+                        clock.at(now + min(opts.record_seconds, cmd.max_length), ("recorded", min(opts.record_seconds, cmd.max_length)))
+                elif isinstance(cmd, C.RequestCallback):
+                    emit("note", node, f"callback requested from queue {cmd.queue} to {mask_number(cmd.number)}, "
+                                       f"place kept since +{(cmd.keep_place_since - t0).total_seconds():.1f} s")
+                elif isinstance(cmd, C.SendSms):
+                    emit("note", node, f"text message to {mask_number(cmd.to)}: {cmd.text}", cmd.language)
+                elif isinstance(cmd, C.CallHook):
+                    self._hook(cmd, opts, clock, now, emit, node)
+            cmds = []
+            if state.ended:
+                break
+            if stop_at_queue and state.phase == "queue":
+                break  # handed to routing: with no simulated router, the call leaves the IVR here
+            if not clock.heap:
+                emit("end", state.node, "nothing more happens (simulation stopped)")
+                break
+            now, item = clock.pop()
+            if now > opts.max_seconds:
+                emit("end", state.node, f"stopped after {opts.max_seconds:g} s")
+                break
+            kind = item[0]
+            ev: Any
+            if kind == "digit":
+                if item[2] is not None:
+                    emit("press", state.node, item[2] if not _sensitive_node(tree, state) else "•" * len(item[2]) + " (sensitive)")
+                ev = E.Digit(when(now), item[1])
+                col = collect_of.get(state.prompt_id)
+                if col is not None:  # restart the inter-digit timer; the queued timeout re-arms itself lazily
+                    timer[state.prompt_id] = max(now, prompt_end.get(state.prompt_id, now)) + col.timeout
+            elif kind == "prompt_done":
+                if item[1] not in prompt_end:
+                    continue  # stopped by barge-in
+                ev = E.PromptFinished(when(now), item[1])
+            elif kind == "timeout":
+                pid = item[1]
+                deadline = timer.get(pid)
+                if pid != state.prompt_id or state.phase not in ("prompt", "collect") or deadline is None:
+                    continue
+                if deadline > now:  # a key moved the deadline: wait until then
+                    clock.at(deadline, ("timeout", pid))
+                    continue
+                emit("timeout", state.node, "no key pressed")
+                ev = E.InputTimeout(when(now), pid)
+            elif kind == "hangup":
+                emit("press", state.node, "(caller hangs up)")
+                ev = E.Hangup(when(now))
+            elif kind == "queue":
+                ev = item[1](when(now))
+                if isinstance(ev, E.AgentConnected):
+                    emit("note", state.node, f"agent {ev.agent_id} answers ({ev.explanation})")
+                elif isinstance(ev, E.AgentDisconnected):
+                    emit("note", state.node, "agent hangs up")
+                else:
+                    emit("note", state.node, f"routing: {ev.outcome.replace('_', ' ')}")
+            elif kind == "transfer":
+                ev = E.TransferResult(when(now), item[1], "" if item[1] else "no answer")
+                if not item[1]:
+                    emit("note", state.node, "transfer failed: no answer")
+            elif kind == "recorded":
+                ev = E.RecordingFinished(when(now), item[1])
+            elif kind == "hook":
+                ev = item[1](when(now))
+            else:  # pragma: no cover
+                continue
+            state, cmds = self.interp.step(state, ev)
+        end_line = describe_outcome(state)
+        emit("end", state.node, end_line)
+        return SimResult(state, lines, round(now, 2))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _context(self, state: CallState, cmd: C.PlayPrompt) -> str:
+        node = self.tree.spec.nodes.get(state.node)
+        return f"{state.node} ({getattr(node, 'type', '?')}, up to {cmd.collect.max_digits if cmd.collect else 0} keys)"
+
+    def _enqueue(self, cmd: C.Enqueue, state: CallState, opts: SimOptions, clock: _Clock, now: float,
+                 emit: Callable[..., None], next_token: Callable[..., str | None]) -> bool:
+        """Act out what routing does with the call; False when the call is simply handed over."""
+        skills = ", ".join(f"{k}>={v}" for k, v in cmd.skills) or "any agent"
+        emit("note", state.node, f"queue {cmd.queue}: {skills}, language {cmd.language or 'any'}, priority {cmd.priority}")
+        outcome = opts.queue_outcomes.get(cmd.queue, "handoff")
+        if cmd.keys:
+            tok = next_token(f"{state.node} (waiting in {cmd.queue}; keys {', '.join(cmd.keys)}; '.' to keep waiting)")
+            if tok and tok.lower() == "h":
+                clock.at(now + opts.queue_wait / 2, ("hangup",))
+                return True
+            if tok and tok not in (".",):
+                clock.at(now + opts.queue_wait / 2, ("digit", tok[-1], tok[-1]))
+                return True
+        if outcome == "handoff":
+            return False
+        if outcome == "answered":
+            agent = opts.agent_id
+            clock.at(now + opts.queue_wait, ("queue", lambda at: E.AgentConnected(at, agent, "simulated agent")))
+            clock.at(now + opts.queue_wait + opts.talk_seconds, ("queue", lambda at: E.AgentDisconnected(at)))
+            return True
+        if outcome in ("closed", "no_agents", "full", "timeout"):
+            delay = (cmd.max_wait or 600.0) if outcome == "timeout" else 0.5
+            clock.at(now + delay, ("queue", lambda at, o=outcome: E.QueueResult(at, o)))
+            return True
+        raise ValueError(f"unknown queue outcome {outcome!r} for queue {cmd.queue}; use handoff, answered, closed, no_agents, full or timeout")
+
+    def _hook(self, cmd: C.CallHook, opts: SimOptions, clock: _Clock, now: float, emit: Callable[..., None], node: str) -> None:
+        fn = opts.hooks.get(cmd.hook)
+        rid = cmd.request_id
+        if fn is None:
+            emit("note", node, f"hook {cmd.hook}: none registered, taking the fallback")
+            clock.at(now + 0.05, ("hook", lambda at: E.HookResult(at, rid, False, error="no hook registered")))
+            return
+        try:
+            values = dict(fn) if isinstance(fn, dict) else fn(dict(cmd.args))
+        except HookTimeout:
+            emit("note", node, f"hook {cmd.hook}: no answer within {cmd.timeout:g} s")
+            clock.at(now + cmd.timeout, ("hook", lambda at: E.HookResult(at, rid, False, error="timeout")))
+            return
+        except Exception as exc:  # a deployment hook failing must not break the call: take the fallback
+            emit("note", node, f"hook {cmd.hook}: failed ({type(exc).__name__})")
+            clock.at(now + 0.2, ("hook", lambda at: E.HookResult(at, rid, False, error=type(exc).__name__)))
+            return
+        if values.get("error") == "timeout":
+            clock.at(now + cmd.timeout, ("hook", lambda at: E.HookResult(at, rid, False, error="timeout")))
+            return
+        ok = not values.get("error")
+        emit("note", node, f"hook {cmd.hook}: {'answered' if ok else 'error'}")
+        clock.at(now + 0.2, ("hook", lambda at: E.HookResult(at, rid, ok, values=values, error=str(values.get("error", "")))))
+
+
+def _sensitive_node(tree: CallTree, state: CallState) -> bool:
+    node = tree.spec.nodes.get(state.node)
+    return bool(getattr(node, "sensitive", False)) and node.type == "input"
+
+
+def _shown_text(state: CallState, text: str) -> str:
+    """Mask sensitive variable values in what the transcript shows."""
+    for name in state.sensitive:
+        if name == "caller":
+            continue
+        value = state.vars.get(name)
+        if value not in (None, "") and str(value) in text:
+            text = text.replace(str(value), "[redacted]")
+    return text
+
+
+def describe_outcome(state: CallState) -> str:
+    """One line saying where the call ended, for transcripts and flow tests."""
+    o = state.outcome
+    if o is None:
+        return "call ended with no outcome"
+    d = o.detail
+    secs = (o.at - state.started_at).total_seconds()
+    if o.kind == "queue":
+        skills = ", ".join(f"{k}>={v}" for k, v in d.get("skills", {}).items()) or "any agent"
+        return f"queued in {d['queue']} ({skills}; language {d.get('language') or 'any'}; priority {d.get('priority')}) after {secs:.1f} s"
+    if o.kind == "agent":
+        return f"answered by {d.get('agent')} from queue {d.get('queue')} after waiting {d.get('waited', 0):.1f} s"
+    if o.kind == "abandoned":
+        return f"caller hung up waiting in {d.get('queue')} after {d.get('waited', 0):.1f} s"
+    if o.kind == "transfer":
+        return f"transferred to {d.get('to')} after {secs:.1f} s"
+    if o.kind in ("voicemail", "record"):
+        return f"{o.kind} at {o.node} (retention {d.get('retention')}) after {secs:.1f} s"
+    if o.kind == "callback":
+        return f"callback booked in {d.get('queue')} after {secs:.1f} s"
+    if o.kind == "hangup":
+        return f"hung up ({d.get('outcome')}) at {o.node} after {secs:.1f} s"
+    return f"{o.kind} at {o.node} after {secs:.1f} s"

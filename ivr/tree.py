@@ -1,0 +1,217 @@
+"""Loading a call tree: YAML with positions -> schema -> checks -> a compiled :class:`CallTree`.
+
+``check_tree`` returns every diagnostic at once (an admin fixing a tree wants
+the whole list, not one error per run); ``load_tree`` raises
+:class:`~ivr.errors.TreeInvalid` when anything blocks publication.
+"""
+
+from __future__ import annotations
+
+import difflib
+import wave
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from ivr.errors import Diagnostic, DiagnosticSink, Severity, TreeInvalid
+from ivr.schedule import Schedule, ScheduleSpec
+from ivr.schema import NODE_TYPES, TreeSpec
+from ivr.yamlpos import load_yaml
+
+
+@dataclass
+class CallTree:
+    """A validated tree plus what the interpreter needs at hand (schedules compiled, zone loaded)."""
+
+    spec: TreeSpec
+    file: str
+    schedules: dict[str, Schedule]
+    tz: ZoneInfo
+    recordings_dir: Path
+    positions: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    _durations: dict[str, float | None] = field(default_factory=dict)
+    _uris: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @cached_property
+    def label(self) -> str:
+        return f"{self.spec.name} v{self.spec.version}"
+
+    def pick(self, text: dict[str, str], language: str) -> str:
+        """The text for ``language``, else the all-languages text, else the default language's."""
+        got = text.get(language)
+        if got is None:
+            got = text.get("*")
+        if got is None:
+            got = text.get(self.spec.language)
+        if got is None:
+            got = next(iter(text.values()))
+        return got
+
+    def audio_uri(self, audio: dict[str, str], language: str) -> str:
+        """``sound:NAME`` as is; a file name resolves to ``LANG/file`` when recordings/LANG/file exists."""
+        name = self.pick(audio, language)
+        if name.startswith("sound:"):
+            return name
+        key = (name, language)
+        uri = self._uris.get(key)
+        if uri is None:  # cached: the file system is asked once per file and language, not once per call
+            uri = self._uris[key] = f"{language}/{name}" if (self.recordings_dir / language / name).is_file() else name
+        return uri
+
+    def audio_duration(self, uri: str) -> float | None:
+        """Length of a WAV file under recordings/ in seconds (cached); None when unknown."""
+        if uri in self._durations:
+            return self._durations[uri]
+        dur: float | None = None
+        if not uri.startswith("sound:"):
+            path = self.recordings_dir / uri
+            try:
+                with wave.open(str(path), "rb") as w:
+                    dur = w.getnframes() / float(w.getframerate())
+            except (OSError, wave.Error, EOFError, ZeroDivisionError):
+                dur = None
+        self._durations[uri] = dur
+        return dur
+
+
+# ---------------------------------------------------------------------- pydantic errors -> diagnostics
+
+_ALL_FIELDS: set[str] = set()
+
+
+def _known_fields() -> set[str]:
+    if not _ALL_FIELDS:
+        import ivr.schema as schema
+
+        for obj in vars(schema).values():
+            if isinstance(obj, type) and hasattr(obj, "model_fields"):
+                for name, f in obj.model_fields.items():
+                    _ALL_FIELDS.add(f.alias or name)
+        for name, f in ScheduleSpec.model_fields.items():
+            _ALL_FIELDS.add(f.alias or name)
+    return _ALL_FIELDS
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Map pydantic's ``loc`` onto the raw YAML, dropping union tags and validator names it inserts."""
+    path: list[Any] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            path.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            path.append(part)
+            cur = cur[part]
+        elif isinstance(cur, (dict, list)):
+            continue  # a tag such as 'menu' or 'say': not in the file
+        else:
+            break
+    return tuple(path)
+
+
+def _suggest(word: str, choices: Any) -> str | None:
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _pydantic_diagnostics(exc: ValidationError, data: Any, sink: DiagnosticSink) -> None:
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        typ = err["type"]
+        path = _data_path(data, loc)
+        found = err.get("input")
+        msg = err["msg"]
+        if typ == "missing":
+            name = loc[-1]
+            sink.error("E-MISSING-FIELD", f"required field '{name}' is missing", path,
+                       hint=f"add `{name}:` here (see calltrees/README.md for what it takes)")
+        elif typ == "extra_forbidden":
+            name = loc[-1]
+            guess = _suggest(name, _known_fields())
+            sink.error("E-UNKNOWN-FIELD", f"unknown field '{name}'", path + ((name,) if path and path[-1] != name else ()),
+                       found=name, hint=f"did you mean '{guess}'?" if guess else "remove it; see calltrees/README.md for the fields each node takes")
+        elif typ in ("union_tag_invalid",):
+            tag = found.get("type") if isinstance(found, dict) else found
+            guess = _suggest(tag, NODE_TYPES)
+            sink.error("E-NODE-TYPE", f"unknown node type {tag!r}", path + ("type",), found=tag,
+                       expected="one of " + ", ".join(NODE_TYPES),
+                       hint=f"did you mean '{guess}'?" if guess else None)
+        elif typ == "union_tag_not_found":
+            sink.error("E-NODE-TYPE", "this node has no `type:`", path, expected="one of " + ", ".join(NODE_TYPES),
+                       hint="add `type: menu` (or say, input, queue, ...)")
+        elif typ == "condition":
+            sink.error("E-CONDITION", "not a condition", path, found=found,
+                       expected="a mapping with one of: open, closed, var, caller, language, all, any, not",
+                       hint="e.g. `when: {open: office}` or `when: {var: reason, equals: billing}`")
+        else:
+            text = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+            expected = None
+            if typ.endswith("_type") or typ.endswith("_parsing"):
+                expected = text
+                text = "wrong kind of value"
+            sink.error("E-SCHEMA", text, path, found=found if not isinstance(found, (dict, list)) else None,
+                       expected=expected)
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def check_tree_text(text: str, file: str, *, base_dir: Path | None = None) -> tuple[CallTree | None, list[Diagnostic]]:
+    """Parse and check a tree given as text. Returns the tree (None if it cannot run) and all diagnostics."""
+    loaded = load_yaml(text, file)
+    sink = DiagnosticSink(file, loaded.positions, list(loaded.diagnostics))
+    if loaded.data is None:
+        return None, sink.items
+    if not isinstance(loaded.data, dict):
+        sink.error("E-SCHEMA", "a call tree is a mapping with name, timezone, start, human and nodes", (),
+                   found=type(loaded.data).__name__, hint="start from the example in calltrees/README.md")
+        return None, sink.items
+    try:
+        spec = TreeSpec.model_validate(loaded.data)
+    except ValidationError as exc:
+        _pydantic_diagnostics(exc, loaded.data, sink)
+        return None, sink.items
+    if any(d.severity is Severity.ERROR for d in sink.items):
+        return None, sink.items  # duplicate keys: the data is ambiguous, stop before graph checks
+    base = base_dir if base_dir is not None else Path(file).resolve().parent
+    default_tz = spec.timezone
+    schedules = {name: Schedule.compile(s, default_tz, name) for name, s in spec.schedules.items()}
+    tree = CallTree(spec=spec, file=file, schedules=schedules, tz=ZoneInfo(spec.timezone),
+                    recordings_dir=(base / spec.recordings).resolve(), positions=loaded.positions)
+    from ivr.checks import check  # the checks need a CallTree; imported here to keep the module graph acyclic
+
+    check(tree, sink)
+    tree.diagnostics = sink.items
+    blocking = any(d.severity is Severity.ERROR for d in sink.items)
+    return (None if blocking else tree), sink.items
+
+
+def check_tree(path: str | Path) -> tuple[CallTree | None, list[Diagnostic]]:
+    """Read and check the tree at ``path``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Diagnostic(id="E-FILE", severity=Severity.ERROR, message=f"cannot read the file: {exc}", file=str(path),
+                                 hint="check the path and that the file is UTF-8 text")]
+    return check_tree_text(text, str(path), base_dir=p.resolve().parent)
+
+
+def load_tree(path: str | Path, *, allow_lints: bool = False) -> CallTree:
+    """Load a tree ready to take calls; raises TreeInvalid when anything blocks publication.
+
+    ``allow_lints`` lets the simulator walk a tree that still has unwaived
+    safety lints (an admin testing a draft); errors always block.
+    """
+    tree, diags = check_tree(path)
+    blocking = [d for d in diags if d.blocking and (not allow_lints or d.severity is Severity.ERROR)]
+    if tree is None or blocking:
+        raise TreeInvalid(str(path), diags)
+    return tree

@@ -449,6 +449,13 @@ class _Checker:
         waivers = list(enumerate(self.spec.waivers))
         used: set[int] = set()
         for i, w in waivers:
+            if w.node is not None and w.node not in self.nodes:
+                from ivr.tree import _suggest
+
+                guess = _suggest(w.node, list(self.nodes))
+                self.sink.warning("W-WAIVER-NODE", f"waiver names node '{w.node}', which is not in this tree",
+                                  ("waivers", i, "node"), found=w.node,
+                                  hint=f"did you mean '{guess}'?" if guess else "fix the node id or remove `node:`")
             if w.lint not in LINTS:
                 self.sink.warning("W-UNKNOWN-LINT", f"waiver for unknown lint '{w.lint}'", ("waivers", i, "lint"),
                                   expected=", ".join(LINTS))

@@ -17,6 +17,7 @@ class SayItem:
     text: str
     language: str
     voice: str | None = None
+    shown: str | None = None  # the text with sensitive values masked, for transcripts and logs (None: same as text)
 
 
 @dataclass(slots=True)
@@ -123,6 +124,7 @@ class SendSms:
     to: str
     text: str
     language: str
+    shown: str | None = None  # the text with sensitive values masked (None: same as text)
 
 
 @dataclass(slots=True)

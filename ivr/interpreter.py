@@ -34,7 +34,9 @@ from ivr.schema import (
 from ivr.tree import CallTree
 from ivr.digits import validate_digits
 
-MAX_INSTANT_HOPS = 200  # nodes entered without waiting in one step; the validator rejects loops long before this
+ACHIEVED = frozenset({"agent", "callback", "voicemail", "record", "transfer"})  # outcomes a goodbye does not erase
+MAX_INSTANT_HOPS = 200
+SWALLOW_SECONDS = 2.0  # a terminator this soon after an entry complete by length is a habit, not a new key  # nodes entered without waiting in one step; the validator rejects loops long before this
 REDACTED = "[redacted]"
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -253,8 +255,7 @@ class Interpreter:
                 self._play(st, nid, node.prompt, barge_in=False)
                 st.set(phase="ending")
                 return None
-            self._end(st, "hangup", nid, outcome=node.outcome)
-            st.cmds.append(C.HangupCall(node.outcome))
+            self._hangup_node(st, nid, node.outcome)
             return None
         if isinstance(node, QueueNode):
             return self._queue_start(st, nid, node)
@@ -274,8 +275,10 @@ class Interpreter:
         if isinstance(node, SmsNode):
             to = st.s.caller if node.to == "caller" else st.get("vars").get(node.to)
             if to:
-                text = self._text(st, node.text)
-                st.cmds.append(C.SendSms(to=str(to), text=text, language=st.get("language")))
+                template = self.tree.pick(node.text, st.get("language"))
+                text = self._render(template, st.get("vars"))
+                shown = self._masked(template, st.get("vars"), st.get("sensitive"))
+                st.cmds.append(C.SendSms(to=str(to), text=text, language=st.get("language"), shown=shown))
                 st.log(nid, "sms", to=mask_number(str(to)), chars=len(text))
             else:
                 st.log(nid, "sms", skipped="no number")
@@ -304,16 +307,28 @@ class Interpreter:
 
     def _items(self, st: _Step, parts: Any) -> list[C.PromptItem]:
         lang = st.get("language")
+        vars_ = st.get("vars")
+        sens = st.get("sensitive")
         out: list[C.PromptItem] = []
         for p in parts:
             if isinstance(p, SayPart):
-                out.append(C.SayItem(self._text(st, p.text), lang, self.spec.voices.get(lang)))
+                template = self.tree.pick(p.text, lang)
+                out.append(C.SayItem(self._render(template, vars_), lang, self.spec.voices.get(lang),
+                                     self._masked(template, vars_, sens)))
             elif isinstance(p, PlayPart):
                 uri = self.tree.audio_uri(p.audio, lang)
                 out.append(C.PlayItem(uri, lang, p.duration or self.tree.audio_duration(uri)))
             elif isinstance(p, PausePart):
                 out.append(C.PauseItem(p.seconds))
         return out
+
+    def _masked(self, template: str, vars_: dict[str, Any], sensitive: frozenset[str]) -> str | None:
+        """The text with sensitive variables replaced, or None when the template uses none of them."""
+        if "{" not in template:
+            return None
+        if not any(n in sensitive for n in _TEMPLATE.findall(template)):
+            return None
+        return _TEMPLATE.sub(lambda m: REDACTED if m.group(1) in sensitive else str(vars_.get(m.group(1), "")), template)
 
     def _text(self, st: _Step, text: dict[str, str]) -> str:
         return self._render(self.tree.pick(text, st.get("language")), st.get("vars"))
@@ -369,6 +384,10 @@ class Interpreter:
             return HUMAN
         if node.terminator is not None and key == node.terminator:
             return self._input_done(st, nid, node, digits)
+        if not key.isdigit():  # * (or # without a terminator) part-way through: start the entry over
+            st.set(digits="")
+            st.log(nid, "cleared", key=key)
+            return None
         digits += key
         st.set(digits=digits)
         if len(digits) >= node.max_length:
@@ -389,7 +408,7 @@ class Interpreter:
             problem = validate_digits(digits, node.validate_, st.at.astimezone(self.tree.tz).date())
         shown = REDACTED if node.sensitive else digits
         if problem:
-            st.log(nid, "invalid", entered=shown, length=len(digits), reason=problem)
+            st.log(nid, "rejected", entered=shown, length=len(digits), reason=problem)
             return self._failed(st, nid, node, "invalid")
         vars_ = dict(st.get("vars"))
         vars_[node.variable] = digits
@@ -431,7 +450,7 @@ class Interpreter:
         phase = s.phase
         if s.swallow:
             st.set(swallow="")
-            if digit == s.swallow:
+            if digit == s.swallow and s.now is not None and (st.at - s.now).total_seconds() <= SWALLOW_SECONDS:
                 st.log(s.node, "key-ignored", key=digit, reason="terminator after a complete entry")
                 return
         if phase in ("prompt", "collect"):
@@ -484,9 +503,7 @@ class Interpreter:
             st.set(vars=vars_)
             self._goto(st, target)
         elif s.phase == "ending":
-            outcome = node.outcome if isinstance(node, HangupNode) else "hangup"
-            self._end(st, "hangup", s.node, outcome=outcome)
-            st.cmds.append(C.HangupCall(outcome))
+            self._hangup_node(st, s.node, node.outcome if isinstance(node, HangupNode) else "hangup")
         elif s.phase == "prompt":
             if isinstance(node, (SayNode, PlayNode)):
                 self._goto(st, node.next)
@@ -658,7 +675,12 @@ class Interpreter:
             node = self.nodes[s.node]
             st.log(s.node, "caller-hung-up")
             self._end(st, node.type, s.node, retention=getattr(node, "retention", None))
-        elif s.outcome is not None and s.outcome.kind in ("callback", "voicemail", "record"):
+        elif s.phase == "ending":  # the goodbye was playing: the call ended where the tree meant it to
+            st.log(s.node, "caller-hung-up")
+            node = self.nodes[s.node]
+            self._hangup_node(st, s.node, node.outcome if isinstance(node, HangupNode) else "hangup")
+            st.cmds.clear()  # nobody left to hang up on
+        elif s.outcome is not None and s.outcome.kind in ACHIEVED:
             st.log(s.node, "caller-hung-up")
             self._end(st, s.outcome.kind, s.node, keep=True)
         else:
@@ -674,3 +696,12 @@ class Interpreter:
         st.set(phase="ended")
         st.log(nid, "end", outcome=st.get("outcome").kind)
 
+    def _hangup_node(self, st: _Step, nid: str, outcome: str) -> None:
+        """A goodbye after the call achieved something (agent, callback, message) keeps that outcome."""
+        prev = st.get("outcome")
+        if prev is not None and prev.kind in ACHIEVED:
+            st.set(outcome=Outcome(prev.kind, prev.node, prev.at, {**prev.detail, "outcome": outcome}))
+            self._end(st, prev.kind, nid, keep=True)
+        else:
+            self._end(st, "hangup", nid, outcome=outcome)
+        st.cmds.append(C.HangupCall(outcome))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from ivr.schedule import ScheduleSpec
 
@@ -102,6 +102,15 @@ def _check_key(key: str) -> str:
     return key
 
 
+DtmfKey = Annotated[str, AfterValidator(_check_key)]  # as a dict key type, errors point at the key itself
+
+
+def _has_words(v: str) -> str:
+    if len(v.strip()) < 10:
+        raise ValueError("a waiver needs a written reason of at least 10 characters (not just spaces)")
+    return v
+
+
 class Handler(Model):
     """What to do on no input / invalid input: an optional prompt each retry, and where to go when retries run out."""
 
@@ -114,7 +123,7 @@ class Waiver(Model):
 
     lint: str = Field(pattern=r"^L-[A-Z0-9-]+$")
     node: str | None = None
-    reason: str = Field(min_length=10)
+    reason: Annotated[str, Field(min_length=10), AfterValidator(_has_words)]
 
 
 # --------------------------------------------------------------------- conditions
@@ -257,7 +266,7 @@ class MenuNode(NodeBase):
 
     type: Literal["menu"]
     prompt: Prompt
-    options: dict[str, Annotated[MenuOption, BeforeValidator(_option)]]
+    options: dict[DtmfKey, Annotated[MenuOption, BeforeValidator(_option)]]
     timeout: float | None = Field(default=None, gt=0, le=60)
     retries: int = Field(default=2, ge=0, le=5)
     no_input: Handler | None = None
@@ -266,9 +275,7 @@ class MenuNode(NodeBase):
 
     @field_validator("options")
     @classmethod
-    def _keys(cls, v: dict[str, MenuOption]) -> dict[str, MenuOption]:
-        for key in v:
-            _check_key(key)
+    def _not_empty(cls, v: dict[str, MenuOption]) -> dict[str, MenuOption]:
         if not v:
             raise ValueError("a menu needs at least one option")
         return v
@@ -385,16 +392,9 @@ class QueueNode(NodeBase):
     max_wait: float | None = Field(default=None, gt=0, le=7200)
     announce: bool = True
     hold_music: str | None = None
-    keys: dict[str, str] = {}  # keys the caller may press while waiting, e.g. "1": callback
+    keys: dict[DtmfKey, str] = {}  # keys the caller may press while waiting, e.g. "1": callback
     fallback: QueueFallback
     after_call: str | None = None  # e.g. a survey once the agent hangs up
-
-    @field_validator("keys")
-    @classmethod
-    def _keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
-            _check_key(key)
-        return v
 
 
 class TransferNode(NodeBase):
@@ -472,6 +472,11 @@ Node = Annotated[
     ],
     Field(discriminator="type"),
 ]
+NODE_MODELS: dict[str, type[BaseModel]] = {
+    "say": SayNode, "play": PlayNode, "menu": MenuNode, "input": InputNode, "branch": BranchNode, "set": SetNode,
+    "goto": GotoNode, "hangup": HangupNode, "queue": QueueNode, "transfer": TransferNode, "record": RecordNode,
+    "voicemail": RecordNode, "callback": CallbackNode, "sms": SmsNode, "survey": SurveyNode, "lookup": LookupNode,
+}
 NODE_TYPES = ("say", "play", "menu", "input", "branch", "set", "goto", "hangup", "queue", "transfer",
               "record", "voicemail", "callback", "sms", "survey", "lookup")
 

@@ -156,7 +156,7 @@ class CallSimulator:
                 clock.at(start + min(BARGE_AFTER, max(end - start, 0)), ("hangup",))
                 return
             if tok.startswith("!"):
-                press(start + BARGE_AFTER, tok[1:])
+                press(start + min(BARGE_AFTER, (end - start) / 2), tok[1:])  # lands inside the prompt it interrupts
                 return
             press(end + THINK, tok)
 
@@ -174,7 +174,7 @@ class CallSimulator:
                     dur = sum(item_seconds(i, self.wpm) for i in cmd.items)
                     for item in (cmd.items if talking else ()):
                         if isinstance(item, C.SayItem):
-                            emit("hear", node, _shown_text(state, item.text), item.language)
+                            emit("hear", node, item.shown or item.text, item.language)
                         elif isinstance(item, C.PlayItem):
                             emit("hear", node, f"[audio {item.uri}]", item.language)
                         else:
@@ -215,7 +215,7 @@ class CallSimulator:
                     emit("note", node, f"callback requested from queue {cmd.queue} to {mask_number(cmd.number)}, "
                                        f"place kept since +{(cmd.keep_place_since - t0).total_seconds():.1f} s")
                 elif isinstance(cmd, C.SendSms):
-                    emit("note", node, f"text message to {mask_number(cmd.to)}: {cmd.text}", cmd.language)
+                    emit("note", node, f"text message to {mask_number(cmd.to)}: {cmd.shown or cmd.text}", cmd.language)
                 elif isinstance(cmd, C.CallHook):
                     self._hook(cmd, opts, clock, now, emit, node)
             cmds = []
@@ -326,8 +326,9 @@ class CallSimulator:
             clock.at(now + cmd.timeout, ("hook", lambda at: E.HookResult(at, rid, False, error="timeout")))
             return
         except Exception as exc:  # a deployment hook failing must not break the call: take the fallback
-            emit("note", node, f"hook {cmd.hook}: failed ({type(exc).__name__})")
-            clock.at(now + 0.2, ("hook", lambda at: E.HookResult(at, rid, False, error=type(exc).__name__)))
+            err = type(exc).__name__
+            emit("note", node, f"hook {cmd.hook}: failed ({err})")
+            clock.at(now + 0.2, ("hook", lambda at: E.HookResult(at, rid, False, error=err)))
             return
         if values.get("error") == "timeout":
             clock.at(now + cmd.timeout, ("hook", lambda at: E.HookResult(at, rid, False, error="timeout")))
@@ -342,37 +343,28 @@ def _sensitive_node(tree: CallTree, state: CallState) -> bool:
     return bool(getattr(node, "sensitive", False)) and node.type == "input"
 
 
-def _shown_text(state: CallState, text: str) -> str:
-    """Mask sensitive variable values in what the transcript shows."""
-    for name in state.sensitive:
-        if name == "caller":
-            continue
-        value = state.vars.get(name)
-        if value not in (None, "") and str(value) in text:
-            text = text.replace(str(value), "[redacted]")
-    return text
-
-
 def describe_outcome(state: CallState) -> str:
     """One line saying where the call ended, for transcripts and flow tests."""
     o = state.outcome
     if o is None:
         return "call ended with no outcome"
     d = o.detail
-    secs = (o.at - state.started_at).total_seconds()
+    end = state.now or o.at
+    secs = (end - state.started_at).total_seconds()
+    then = f", then hung up ({d['outcome']})" if d.get("outcome") and o.kind != "hangup" else ""
     if o.kind == "queue":
         skills = ", ".join(f"{k}>={v}" for k, v in d.get("skills", {}).items()) or "any agent"
         return f"queued in {d['queue']} ({skills}; language {d.get('language') or 'any'}; priority {d.get('priority')}) after {secs:.1f} s"
     if o.kind == "agent":
-        return f"answered by {d.get('agent')} from queue {d.get('queue')} after waiting {d.get('waited', 0):.1f} s"
+        return f"answered by {d.get('agent')} from queue {d.get('queue')} after waiting {d.get('waited', 0):.1f} s{then}; call lasted {secs:.1f} s"
     if o.kind == "abandoned":
         return f"caller hung up waiting in {d.get('queue')} after {d.get('waited', 0):.1f} s"
     if o.kind == "transfer":
         return f"transferred to {d.get('to')} after {secs:.1f} s"
     if o.kind in ("voicemail", "record"):
-        return f"{o.kind} at {o.node} (retention {d.get('retention')}) after {secs:.1f} s"
+        return f"{o.kind} recorded at {o.node} (retention {d.get('retention')}){then} after {secs:.1f} s"
     if o.kind == "callback":
-        return f"callback booked in {d.get('queue')} after {secs:.1f} s"
+        return f"callback booked in {d.get('queue')}{then} after {secs:.1f} s"
     if o.kind == "hangup":
         return f"hung up ({d.get('outcome')}) at {o.node} after {secs:.1f} s"
     return f"{o.kind} at {o.node} after {secs:.1f} s"

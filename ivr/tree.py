@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+import re
+
+from pydantic import BaseModel, ValidationError
 
 from ivr.errors import Diagnostic, DiagnosticSink, Severity, TreeInvalid
 from ivr.schedule import Schedule, ScheduleSpec
@@ -82,20 +84,39 @@ class CallTree:
 
 # ---------------------------------------------------------------------- pydantic errors -> diagnostics
 
-_ALL_FIELDS: set[str] = set()
+_MODEL_FIELDS: list[frozenset[str]] = []
 
 
-def _known_fields() -> set[str]:
-    if not _ALL_FIELDS:
+def _model_field_sets() -> list[frozenset[str]]:
+    """The field names of every model of the language, one set per model."""
+    if not _MODEL_FIELDS:
+        import ivr.schedule as schedule
         import ivr.schema as schema
 
-        for obj in vars(schema).values():
-            if isinstance(obj, type) and hasattr(obj, "model_fields"):
-                for name, f in obj.model_fields.items():
-                    _ALL_FIELDS.add(f.alias or name)
-        for name, f in ScheduleSpec.model_fields.items():
-            _ALL_FIELDS.add(f.alias or name)
-    return _ALL_FIELDS
+        for mod in (schema, schedule):
+            for obj in vars(mod).values():
+                if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel and obj.model_fields:
+                    _MODEL_FIELDS.append(frozenset(f.alias or n for n, f in obj.model_fields.items()))
+    return _MODEL_FIELDS
+
+
+def _fields_for(parent: Any, bad: str) -> set[str]:
+    """Fields the mapping holding ``bad`` may take: its node type's, or the model that fits its other keys."""
+    from ivr.schema import NODE_MODELS
+
+    if isinstance(parent, dict) and parent.get("type") in NODE_MODELS:
+        model = NODE_MODELS[parent["type"]]
+        return {f.alias or n for n, f in model.model_fields.items()}
+    keys = set(parent) - {bad} if isinstance(parent, dict) else set()
+    fitting = [fs for fs in _model_field_sets() if keys <= fs and bad not in fs]
+    return set().union(*fitting) if fitting else set()
+
+
+def _raw(data: Any, path: tuple[Any, ...]) -> Any:
+    cur = data
+    for part in path:
+        cur = cur[part]
+    return cur
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -116,6 +137,16 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(path)
 
 
+def _narrow_to_item(data: Any, path: tuple[Any, ...], message: str) -> tuple[Any, ...]:
+    """When a check on a whole list names one of its items (a bad range among hours), point at that item."""
+    value = _raw(data, path)
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str) and item and (f"'{item}'" in message or f'"{item}"' in message):
+                return path + (i,)
+    return path
+
+
 def _suggest(word: str, choices: Any) -> str | None:
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return match[0] if match else None
@@ -133,10 +164,13 @@ def _pydantic_diagnostics(exc: ValidationError, data: Any, sink: DiagnosticSink)
             sink.error("E-MISSING-FIELD", f"required field '{name}' is missing", path,
                        hint=f"add `{name}:` here (see calltrees/README.md for what it takes)")
         elif typ == "extra_forbidden":
-            name = loc[-1]
-            guess = _suggest(name, _known_fields())
-            sink.error("E-UNKNOWN-FIELD", f"unknown field '{name}'", path + ((name,) if path and path[-1] != name else ()),
-                       found=name, hint=f"did you mean '{guess}'?" if guess else "remove it; see calltrees/README.md for the fields each node takes")
+            name = str(loc[-1])
+            parent_path = path[:-1] if path and path[-1] == name else path
+            allowed = _fields_for(_raw(data, parent_path), name) - {name}
+            guess = _suggest(name, allowed)
+            hint = f"did you mean '{guess}'?" if guess else (
+                f"this takes: {', '.join(sorted(allowed))}" if allowed else "remove it; see calltrees/README.md")
+            sink.error("E-UNKNOWN-FIELD", f"unknown field '{name}'", parent_path + (name,), found=name, hint=hint)
         elif typ in ("union_tag_invalid",):
             tag = found.get("type") if isinstance(found, dict) else found
             guess = _suggest(tag, NODE_TYPES)
@@ -152,12 +186,24 @@ def _pydantic_diagnostics(exc: ValidationError, data: Any, sink: DiagnosticSink)
                        hint="e.g. `when: {open: office}` or `when: {var: reason, equals: billing}`")
         else:
             text = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+            unknown = re.match(r"unknown field '([^']+)'", text)
+            if unknown and isinstance(_raw(data, path), dict) and unknown.group(1) in _raw(data, path):
+                # a nested model's own check (schedules) found a typo: point at the typo itself
+                head, _, rest = text.partition("; ")
+                sink.error("E-UNKNOWN-FIELD", head, path + (unknown.group(1),), found=unknown.group(1), hint=rest or None)
+                continue
+            path = _narrow_to_item(data, path, text)
             expected = None
+            hint = None
             if typ.endswith("_type") or typ.endswith("_parsing"):
                 expected = text
                 text = "wrong kind of value"
+                if isinstance(found, bool):
+                    hint = "YAML reads yes/no/on/off/true/false as a boolean: put the word in quotes"
+                elif isinstance(found, (int, float)) and typ == "string_type":
+                    hint = "put the value in quotes"
             sink.error("E-SCHEMA", text, path, found=found if not isinstance(found, (dict, list)) else None,
-                       expected=expected)
+                       expected=expected, hint=hint)
 
 
 # ---------------------------------------------------------------------- entry points

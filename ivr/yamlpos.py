@@ -44,26 +44,42 @@ class _Builder:
     def build(self, node: Node, path: Path) -> Any:
         self._mark(path, node)
         if isinstance(node, ScalarNode):
-            return self._scalars.construct_object(node, deep=True)
+            try:
+                return self._scalars.construct_object(node, deep=True)
+            except (yaml.YAMLError, ValueError, OverflowError) as exc:
+                # An impossible unquoted date (2026-02-30), an unknown tag (!include): say so, keep the text.
+                problem = getattr(exc, "problem", None) or str(exc)
+                what = "not a valid date" if node.tag.endswith(":timestamp") else "cannot read this value"
+                self._error("E-YAML-SYNTAX", f"{what}: {problem}", path, node, found=node.value,
+                            hint="check the value; write dates as YYYY-MM-DD and quote text that YAML might misread")
+                return node.value
         if isinstance(node, SequenceNode):
             return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
         if isinstance(node, MappingNode):
-            self._scalars.flatten_mapping(node)  # honour YAML merge keys (<<: *defaults)
+            try:
+                self._scalars.flatten_mapping(node)  # honour YAML merge keys (<<: *defaults)
+            except yaml.YAMLError as exc:
+                self._error("E-YAML-SYNTAX", f"bad merge key: {getattr(exc, 'problem', exc)}", path,
+                            getattr(exc, "problem_mark", None) and _MarkNode(exc.problem_mark) or node,  # type: ignore[union-attr]
+                            hint="`<<:` takes an anchored mapping, e.g. `<<: *defaults`")
+                return {}
             result: dict[Any, Any] = {}
             seen: dict[Any, Node] = {}
             for key_node, value_node in node.value:
-                key = self._scalars.construct_object(key_node, deep=True) if isinstance(key_node, ScalarNode) else None
-                if key is None or isinstance(key, (list, dict)):
+                # Keys are the text the admin wrote: `yes:` stays "yes" (YAML 1.1 would make it True),
+                # and `1:` and `"1":` are the same DTMF key.
+                key = key_node.value if isinstance(key_node, ScalarNode) else None
+                if key is None or key == "":
                     self._error(
                         "E-YAML-KEY",
                         "a mapping key must be a plain word or number",
                         path,
                         key_node,
-                        found=getattr(key_node, "value", None),
+                        found=key_node.value if isinstance(key_node, ScalarNode) else type(key_node.value).__name__,
                         hint="write keys as plain scalars, e.g. `next:` or `\"1\":`",
                     )
                     continue
-                norm = _norm_key(key)
+                norm = key
                 if norm in seen:
                     first = seen[norm]
                     self._error(
@@ -98,17 +114,11 @@ class _Builder:
         )
 
 
-def _norm_key(key: Any) -> Any:
-    """Mapping keys become strings, so ``1:`` and ``"1":`` are the same DTMF key.
+class _MarkNode:
+    """Lets a bare PyYAML mark stand where a node is expected (for its position)."""
 
-    Booleans are a YAML 1.1 trap (``no:``, ``on:``): they are kept as the word
-    the admin most likely wrote so that error messages stay readable.
-    """
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if isinstance(key, (int, float)):
-        return str(key)
-    return str(key) if not isinstance(key, str) else key
+    def __init__(self, mark: Any) -> None:
+        self.start_mark = mark
 
 
 def load_yaml(text: str, file: str = "<string>") -> LoadedYaml:

@@ -24,9 +24,9 @@ def _regex(pattern: str) -> re.Pattern[str]:
 def evaluate(cond: Any, tree: "CallTree", vars_: dict[str, Any], language: str, caller: str | None, at: datetime) -> bool:
     """True when ``cond`` holds for this call at instant ``at``."""
     if isinstance(cond, OpenCond):
-        return tree.schedules[cond.open].is_open(at)
+        return tree.is_open(cond.open, at)
     if isinstance(cond, ClosedCond):
-        return not tree.schedules[cond.closed].is_open(at)
+        return not tree.is_open(cond.closed, at)
     if isinstance(cond, VarCond):
         present = cond.var in vars_ and vars_[cond.var] not in (None, "")
         if cond.is_set is not None and present != cond.is_set:

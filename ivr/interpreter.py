@@ -18,7 +18,6 @@ hold PHI.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -50,18 +49,16 @@ class TraceEntry(NamedTuple):
     detail: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """Where the call left the IVR: ``kind`` is queue, agent, transfer, voicemail, record, hangup, abandoned, error."""
 
     kind: str
     node: str
     at: datetime
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class QueueTicket:
+class QueueTicket(NamedTuple):
     queue: str
     since: datetime
     skills: tuple[tuple[str, int], ...]
@@ -100,6 +97,7 @@ class CallState(NamedTuple):
 
 
 _FIELD_INDEX = {name: i for i, name in enumerate(CallState._fields)}
+_tuple_new = tuple.__new__
 
 
 def mask_number(number: str | None) -> str:
@@ -130,7 +128,7 @@ class _Step:
         self.changes.update(kw)
 
     def log(self, node: str, kind: str, /, **detail: Any) -> None:
-        self.trace.append(TraceEntry(self.at, node, kind, detail))
+        self.trace.append(_tuple_new(TraceEntry, (self.at, node, kind, detail)))  # skips NamedTuple's Python __new__
 
     def finish(self) -> tuple[CallState, list[Any]]:
         if self.trace:
@@ -138,7 +136,7 @@ class _Step:
         values = list(self.s)
         for name, value in self.changes.items():
             values[_FIELD_INDEX[name]] = value
-        return CallState._make(values), self.cmds
+        return _tuple_new(CallState, values), self.cmds
 
 
 class Interpreter:
@@ -149,6 +147,22 @@ class Interpreter:
         self.spec = tree.spec
         self.nodes = tree.spec.nodes
         self._parts: dict[str, list[Any]] = {}  # say/play nodes as prompt parts, built once
+        self._item_cache: dict[tuple[int, str], Any] = {}  # (id(part), language) -> prompt item without variables
+        self._prompt_cache: dict[tuple[int, str], tuple[Any, ...]] = {}  # (id(tree's parts list), language) -> items
+        self._collect: dict[str, C.Collect] = {}  # node id -> what to listen for (the same on every visit)
+        # One lookup per event instead of a chain of isinstance() checks (events are final classes).
+        self._handlers: dict[type, Any] = {
+            E.Digit: lambda st, ev: self._on_digit(st, ev.digit),
+            E.PromptFinished: self._ev_prompt_finished,
+            E.InputTimeout: self._ev_timeout,
+            E.Hangup: lambda st, ev: self._caller_hung_up(st),
+            E.QueueResult: self._on_queue_result,
+            E.AgentConnected: self._on_agent,
+            E.AgentDisconnected: lambda st, ev: self._on_agent_gone(st),
+            E.TransferResult: self._on_transfer_result,
+            E.RecordingFinished: self._on_recording,
+            E.HookResult: self._on_hook,
+        }
 
     # ------------------------------------------------------------------ public
 
@@ -174,34 +188,22 @@ class Interpreter:
         """Apply one event; return the new state and the commands to carry out, in order."""
         if state.phase == "ended":
             return state, []
-        st = _Step(self.tree, state, event.at)
-        if isinstance(event, E.Hangup):
-            self._caller_hung_up(st)
-        elif isinstance(event, E.Digit):
-            self._on_digit(st, event.digit)
-        elif isinstance(event, E.PromptFinished):
-            if event.prompt_id == state.prompt_id:
-                self._on_prompt_finished(st)
-        elif isinstance(event, E.InputTimeout):
-            if event.prompt_id == state.prompt_id and state.phase in ("prompt", "collect"):
-                self._on_timeout(st)
-        elif isinstance(event, E.QueueResult):
-            self._on_queue_result(st, event)
-        elif isinstance(event, E.AgentConnected):
-            self._on_agent(st, event)
-        elif isinstance(event, E.AgentDisconnected):
-            self._on_agent_gone(st)
-        elif isinstance(event, E.TransferResult):
-            self._on_transfer_result(st, event)
-        elif isinstance(event, E.RecordingFinished):
-            self._on_recording(st, event)
-        elif isinstance(event, E.HookResult):
-            self._on_hook(st, event)
-        elif isinstance(event, E.CallStarted):
-            raise InterpreterError("CallStarted goes to Interpreter.start(), not step()")
-        else:
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            if isinstance(event, E.CallStarted):
+                raise InterpreterError("CallStarted goes to Interpreter.start(), not step()")
             raise InterpreterError(f"unknown event {type(event).__name__}")
+        st = _Step(self.tree, state, event.at)
+        handler(st, event)
         return st.finish()
+
+    def _ev_prompt_finished(self, st: _Step, ev: E.PromptFinished) -> None:
+        if ev.prompt_id == st.s.prompt_id:
+            self._on_prompt_finished(st)
+
+    def _ev_timeout(self, st: _Step, ev: E.InputTimeout) -> None:
+        if ev.prompt_id == st.s.prompt_id and st.s.phase in ("prompt", "collect"):
+            self._on_timeout(st)
 
     # ------------------------------------------------------------------ moving between nodes
 
@@ -232,12 +234,12 @@ class Interpreter:
             if node.barge_in and st.get("digits"):
                 st.log(nid, "skipped", reason="barge-in")
                 return node.next
-            self._play(st, nid, parts, barge_in=node.barge_in)
+            self._play(st, nid, parts, barge_in=node.barge_in, stable=True)
             return None
         if isinstance(node, MenuNode):
-            return self._menu_start(st, nid, node, retry_prompt=())
+            return self._menu_start(st, nid, node)
         if isinstance(node, InputNode):
-            return self._input_start(st, nid, node, retry_prompt=())
+            return self._input_start(st, nid, node)
         if isinstance(node, BranchNode):
             for i, case in enumerate(node.cases):
                 if evaluate(case.when, self.tree, st.get("vars"), st.get("language"), st.s.caller, st.at):
@@ -284,7 +286,7 @@ class Interpreter:
                 st.log(nid, "sms", skipped="no number")
             return node.next
         if isinstance(node, SurveyNode):
-            self._play(st, nid, node.prompt, barge_in=True, collect=C.Collect(1, node.timeout))
+            self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
             return None
         if isinstance(node, LookupNode):
             rid = st.get("request_id") + 1
@@ -298,28 +300,50 @@ class Interpreter:
 
     # ------------------------------------------------------------------ prompts
 
-    def _play(self, st: _Step, nid: str, parts: Any, *, barge_in: bool, collect: C.Collect | None = None) -> None:
+    def _play(self, st: _Step, nid: str, parts: Any, *, barge_in: bool, collect: C.Collect | None = None,
+              stable: bool = False) -> None:
+        """Play ``parts``. ``stable``: the parts list belongs to the tree, so its rendered items may be cached."""
         pid = st.get("prompt_id") + 1
-        items = tuple(self._items(st, parts))
+        items = None
+        if stable:
+            key = (id(parts), st.get("language"))
+            items = self._prompt_cache.get(key)
+            if items is None:
+                items = tuple(self._items(st, parts))
+                lang = key[1]
+                if all(self._item_cache.get((id(p), lang)) is i for p, i in zip(parts, items)):
+                    self._prompt_cache[key] = items  # every item was cacheable: no variables anywhere in it
+        else:
+            items = tuple(self._items(st, parts))
         st.set(prompt_id=pid, phase="prompt")
         st.cmds.append(C.PlayPrompt(prompt_id=pid, items=items, barge_in=barge_in, collect=collect))
-        st.log(nid, "prompt", prompt_id=pid, parts=len(items), language=st.get("language"))
 
     def _items(self, st: _Step, parts: Any) -> list[C.PromptItem]:
         lang = st.get("language")
         vars_ = st.get("vars")
         sens = st.get("sensitive")
+        cache = self._item_cache
         out: list[C.PromptItem] = []
         for p in parts:
+            # Parts belong to the tree and live as long as it does, so id() is a stable key. Items without
+            # variables are the same on every call: build them once per language.
+            key = (id(p), lang)
+            item = cache.get(key)
+            if item is not None:
+                out.append(item)
+                continue
             if isinstance(p, SayPart):
                 template = self.tree.pick(p.text, lang)
-                out.append(C.SayItem(self._render(template, vars_), lang, self.spec.voices.get(lang),
-                                     self._masked(template, vars_, sens)))
+                item = C.SayItem(self._render(template, vars_), lang, self.spec.voices.get(lang),
+                                 self._masked(template, vars_, sens))
+                if "{" not in template:
+                    cache[key] = item
             elif isinstance(p, PlayPart):
                 uri = self.tree.audio_uri(p.audio, lang)
-                out.append(C.PlayItem(uri, lang, p.duration or self.tree.audio_duration(uri)))
-            elif isinstance(p, PausePart):
-                out.append(C.PauseItem(p.seconds))
+                item = cache[key] = C.PlayItem(uri, lang, p.duration or self.tree.audio_duration(uri))
+            else:
+                item = cache[key] = C.PauseItem(p.seconds)
+            out.append(item)
         return out
 
     def _masked(self, template: str, vars_: dict[str, Any], sensitive: frozenset[str]) -> str | None:
@@ -341,13 +365,23 @@ class Interpreter:
 
     # ------------------------------------------------------------------ menus, input, surveys
 
-    def _menu_start(self, st: _Step, nid: str, node: MenuNode, retry_prompt: Any) -> str | None:
+    def _collect_for(self, nid: str, node: Any) -> C.Collect:
+        col = self._collect.get(nid)
+        if col is None:
+            if isinstance(node, InputNode):
+                col = C.Collect(node.max_length, node.timeout, node.terminator)
+            else:  # menu or survey: one key
+                col = C.Collect(1, node.timeout or 5)
+            self._collect[nid] = col
+        return col
+
+    def _menu_start(self, st: _Step, nid: str, node: MenuNode) -> str | None:
         buffered = st.get("digits")
         if buffered:
             st.set(digits=buffered[1:])
             st.log(nid, "key", key=buffered[0], barge_in=True)
             return self._menu_key(st, nid, node, buffered[0])
-        self._play(st, nid, list(retry_prompt) + list(node.prompt), barge_in=True, collect=C.Collect(1, node.timeout or 5))
+        self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
         return None
 
     def _menu_key(self, st: _Step, nid: str, node: MenuNode, key: str) -> str | None:
@@ -362,11 +396,10 @@ class Interpreter:
             return HUMAN
         return self._failed(st, nid, node, "invalid")
 
-    def _input_start(self, st: _Step, nid: str, node: InputNode, retry_prompt: Any) -> str | None:
+    def _input_start(self, st: _Step, nid: str, node: InputNode) -> str | None:
         buffered = st.get("digits")
         st.set(digits="")
-        collect = C.Collect(node.max_length, node.timeout, node.terminator)
-        self._play(st, nid, list(retry_prompt) + list(node.prompt), barge_in=True, collect=collect)
+        self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
         if buffered:  # keys typed ahead during an earlier prompt count as the start of the entry
             st.cmds.append(C.StopPrompt(st.get("prompt_id")))
             st.set(phase="collect")
@@ -426,13 +459,8 @@ class Interpreter:
         if attempts <= node.retries:
             st.set(attempts=attempts)
             retry = handler.prompt if handler is not None else ()
-            if isinstance(node, MenuNode):
-                self._play(st, nid, list(retry) + list(node.prompt), barge_in=True, collect=C.Collect(1, node.timeout or 5))
-            elif isinstance(node, InputNode):
-                self._play(st, nid, list(retry) + list(node.prompt), barge_in=True,
-                           collect=C.Collect(node.max_length, node.timeout, node.terminator))
-            else:  # survey
-                self._play(st, nid, list(node.prompt), barge_in=True, collect=C.Collect(1, node.timeout))
+            parts = list(node.prompt) if isinstance(node, SurveyNode) else list(retry) + list(node.prompt)
+            self._play(st, nid, parts, barge_in=True, collect=self._collect_for(nid, node))
             return None
         if isinstance(node, SurveyNode):
             return node.next
@@ -540,7 +568,7 @@ class Interpreter:
     # ------------------------------------------------------------------ queue, agent, transfer, record, callback, hook
 
     def _queue_start(self, st: _Step, nid: str, node: QueueNode) -> str | None:
-        if node.hours and not self.tree.schedules[node.hours].is_open(st.at):
+        if node.hours and not self.tree.is_open(node.hours, st.at):
             st.log(nid, "queue-closed", queue=node.queue, schedule=node.hours)
             return node.fallback.target("closed")
         lang = node.requirements.language

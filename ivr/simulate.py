@@ -102,6 +102,7 @@ class CallSimulator:
         self.tree = tree
         self.interp = Interpreter(tree)
         self.wpm = tree.spec.lints.speech_rate_wpm
+        self._durations: dict[int, tuple[Any, float]] = {}
 
     def run(
         self,
@@ -162,8 +163,9 @@ class CallSimulator:
 
         state, cmds = self.interp.start(E.CallStarted(at=t0, call_id=opts.call_id, caller=opts.caller,
                                                       called=opts.called, language=opts.language))
-        emit("note", "", f"call from {mask_number(opts.caller)} at {t0.astimezone(tree.tz):%a %Y-%m-%d %H:%M %Z}, "
-                         f"tree {tree.label}, language {state.language}")
+        if talking:
+            emit("note", "", f"call from {mask_number(opts.caller)} at {t0.astimezone(tree.tz):%a %Y-%m-%d %H:%M %Z}, "
+                             f"tree {tree.label}, language {state.language}")
         pending_barge: str | None = None
 
         while True:
@@ -171,7 +173,7 @@ class CallSimulator:
             for cmd in cmds:
                 node = state.node
                 if isinstance(cmd, C.PlayPrompt):
-                    dur = sum(item_seconds(i, self.wpm) for i in cmd.items)
+                    dur = self._seconds(cmd.items)
                     for item in (cmd.items if talking else ()):
                         if isinstance(item, C.SayItem):
                             emit("hear", node, item.shown or item.text, item.language)
@@ -187,7 +189,7 @@ class CallSimulator:
                         timer[cmd.prompt_id] = now + dur + cmd.collect.timeout
                         clock.at(timer[cmd.prompt_id], ("timeout", cmd.prompt_id))
                         if pending_barge is None:
-                            tok = next_token(self._context(state, cmd))
+                            tok = next_token(self._context(state, cmd) if keys is None else "")
                         else:
                             tok, pending_barge = pending_barge, None
                         handle_token(tok, cmd.prompt_id, now, now + dur, cmd.collect, node)
@@ -219,7 +221,7 @@ class CallSimulator:
                 elif isinstance(cmd, C.CallHook):
                     self._hook(cmd, opts, clock, now, emit, node)
             cmds = []
-            if state.ended:
+            if state.phase == "ended":
                 break
             if stop_at_queue and state.phase == "queue":
                 break  # handed to routing: with no simulated router, the call leaves the IVR here
@@ -233,16 +235,16 @@ class CallSimulator:
             kind = item[0]
             ev: Any
             if kind == "digit":
-                if item[2] is not None:
+                if item[2] is not None and talking:
                     emit("press", state.node, item[2] if not _sensitive_node(tree, state) else "•" * len(item[2]) + " (sensitive)")
-                ev = E.Digit(when(now), item[1])
+                ev = E.Digit(t0 + timedelta(seconds=now), item[1])
                 col = collect_of.get(state.prompt_id)
                 if col is not None:  # restart the inter-digit timer; the queued timeout re-arms itself lazily
                     timer[state.prompt_id] = max(now, prompt_end.get(state.prompt_id, now)) + col.timeout
             elif kind == "prompt_done":
                 if item[1] not in prompt_end:
                     continue  # stopped by barge-in
-                ev = E.PromptFinished(when(now), item[1])
+                ev = E.PromptFinished(t0 + timedelta(seconds=now), item[1])
             elif kind == "timeout":
                 pid = item[1]
                 deadline = timer.get(pid)
@@ -275,11 +277,26 @@ class CallSimulator:
             else:  # pragma: no cover
                 continue
             state, cmds = self.interp.step(state, ev)
-        end_line = describe_outcome(state)
-        emit("end", state.node, end_line)
+        if talking:
+            emit("end", state.node, describe_outcome(state))
         return SimResult(state, lines, round(now, 2))
 
     # ------------------------------------------------------------------ helpers
+
+    def _seconds(self, items: tuple[Any, ...]) -> float:
+        """How long a prompt plays. Items without variables are shared objects: remember their length."""
+        total = 0.0
+        cache = self._durations
+        for item in items:
+            hit = cache.get(id(item))
+            if hit is not None and hit[0] is item:  # the same object, not a recycled id
+                total += hit[1]
+                continue
+            d = item_seconds(item, self.wpm)
+            if len(cache) < 50_000:
+                cache[id(item)] = (item, d)
+            total += d
+        return total
 
     def _context(self, state: CallState, cmd: C.PlayPrompt) -> str:
         node = self.tree.spec.nodes.get(state.node)

@@ -39,6 +39,7 @@ class CallTree:
     metrics: dict[str, Any] = field(default_factory=dict)
     _durations: dict[str, float | None] = field(default_factory=dict)
     _uris: dict[tuple[str, str], str] = field(default_factory=dict)
+    _open_memo: dict[tuple[str, int], bool] = field(default_factory=dict)
 
     @cached_property
     def label(self) -> str:
@@ -54,6 +55,21 @@ class CallTree:
         if got is None:
             got = next(iter(text.values()))
         return got
+
+    def is_open(self, schedule: str, at: Any) -> bool:
+        """``schedules[schedule].is_open(at)``, remembered per UTC minute.
+
+        Exact, not approximate: every boundary of a schedule is a whole local
+        minute, and every UTC offset in use is a whole number of minutes, so the
+        answer cannot change inside a UTC minute. Saves a zone conversion per call.
+        """
+        key = (schedule, int(at.timestamp()) // 60)
+        hit = self._open_memo.get(key)
+        if hit is None:
+            if len(self._open_memo) > 200_000:
+                self._open_memo.clear()
+            hit = self._open_memo[key] = self.schedules[schedule].is_open(at)
+        return hit
 
     def audio_uri(self, audio: dict[str, str], language: str) -> str:
         """``sound:NAME`` as is; a file name resolves to ``LANG/file`` when recordings/LANG/file exists."""

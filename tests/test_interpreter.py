@@ -207,7 +207,7 @@ def test_person_key_from_menu_and_disabled_menu(clock):
     tree2 = tree_of(MENU.replace("    retries: 1\n", "    retries: 1\n    human: false\n"), allow_lints=True)
     interp2, s2, _ = begin(tree2, clock)
     s2, cmds2 = interp2.step(s2, E.Digit(clock(1), "0"))
-    assert s2.node == "main" and s2.trace[-2].kind == "invalid" and s2.attempts == 1
+    assert s2.node == "main" and s2.attempts == 1 and any(e.kind == "invalid" for e in s2.trace)
 
 
 # ---------------------------------------------------------------- input

@@ -21,14 +21,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ivr.conditions import evaluate_closed, schedules_in
+from ivr.conditions import evaluate_closed, schedules_in, vars_in
 from ivr.errors import DiagnosticSink, Severity
 from ivr.schema import (
     HUMAN, BranchNode, CallbackNode, GotoNode, HangupNode, InputNode, LookupNode, MenuNode, PlayNode, PlayPart,
-    QueueNode, RecordNode, SayNode, SayPart, SetNode, SmsNode, SurveyNode, TransferNode, VarCond, AllCond, AnyCond,
-    NotCond,
+    QueueNode, RecordNode, SayNode, SayPart, SetNode, SmsNode, SurveyNode, TransferNode,
 )
-from ivr.timing import UNKNOWN_AUDIO_SECONDS, prompt_seconds, speech_seconds
+from ivr.timing import prompt_seconds, speech_seconds
 
 if TYPE_CHECKING:
     from ivr.tree import CallTree
@@ -200,7 +199,7 @@ class _Checker:
                     for sched in schedules_in(case.when):
                         if sched not in self.tree.schedules:
                             self._unknown_schedule(base + ("cases", i, "when"), sched)
-                    for var in _vars_in(case.when):
+                    for var in vars_in(case.when):
                         if var not in defined:
                             self.sink.warning("W-UNKNOWN-VAR", f"condition looks at '{var}', which no node sets",
                                               base + ("cases", i, "when"), found=var)
@@ -485,19 +484,6 @@ def _defines(node: Any) -> set[str]:
         for opt in node.options.values():
             out |= set(opt.set)
     return out
-
-
-def _vars_in(cond: Any) -> set[str]:
-    if isinstance(cond, VarCond):
-        return {cond.var}
-    if isinstance(cond, (AllCond, AnyCond)):
-        out: set[str] = set()
-        for c in (cond.all if isinstance(cond, AllCond) else cond.any):
-            out |= _vars_in(c)
-        return out
-    if isinstance(cond, NotCond):
-        return _vars_in(cond.not_)
-    return set()
 
 
 def _texts(node: Any) -> Iterator[tuple[tuple[Any, ...], dict[str, str], bool]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ivr.schema import AllCond, AnyCond, CallerCond, ClosedCond, LanguageCond, NotCond, OpenCond, VarCond
 
@@ -66,20 +66,28 @@ def evaluate(cond: Any, tree: "CallTree", vars_: dict[str, Any], language: str, 
     raise TypeError(f"unknown condition {cond!r}")
 
 
+def leaves(cond: Any) -> Iterator[Any]:
+    """Every simple condition inside ``cond`` (through all / any / not), for the validator."""
+    if isinstance(cond, AllCond):
+        for c in cond.all:
+            yield from leaves(c)
+    elif isinstance(cond, AnyCond):
+        for c in cond.any:
+            yield from leaves(c)
+    elif isinstance(cond, NotCond):
+        yield from leaves(cond.not_)
+    else:
+        yield cond
+
+
 def schedules_in(cond: Any) -> set[str]:
-    """Names of the schedules a condition looks at (for the validator)."""
-    if isinstance(cond, OpenCond):
-        return {cond.open}
-    if isinstance(cond, ClosedCond):
-        return {cond.closed}
-    if isinstance(cond, (AllCond, AnyCond)):
-        out: set[str] = set()
-        for c in (cond.all if isinstance(cond, AllCond) else cond.any):
-            out |= schedules_in(c)
-        return out
-    if isinstance(cond, NotCond):
-        return schedules_in(cond.not_)
-    return set()
+    """Names of the schedules a condition looks at."""
+    return {c.open if isinstance(c, OpenCond) else c.closed for c in leaves(cond) if isinstance(c, (OpenCond, ClosedCond))}
+
+
+def vars_in(cond: Any) -> set[str]:
+    """Names of the variables a condition looks at."""
+    return {c.var for c in leaves(cond) if isinstance(c, VarCond)}
 
 
 def evaluate_closed(cond: Any) -> bool | None:

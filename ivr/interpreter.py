@@ -27,7 +27,7 @@ from ivr.conditions import evaluate
 from ivr.errors import InterpreterError
 from ivr.schema import (
     HUMAN,
-    BranchNode, CallbackNode, GotoNode, HangupNode, InputNode, LookupNode, MenuNode, PausePart, PlayNode,
+    BranchNode, CallbackNode, GotoNode, HangupNode, InputNode, LookupNode, MenuNode, PlayNode,
     PlayPart, QueueNode, RecordNode, SayNode, SayPart, SetNode, SmsNode, SurveyNode, TransferNode,
 )
 from ivr.tree import CallTree
@@ -311,7 +311,7 @@ class Interpreter:
             if items is None:
                 items = tuple(self._items(st, parts))
                 lang = key[1]
-                if all(self._item_cache.get((id(p), lang)) is i for p, i in zip(parts, items)):
+                if all(self._item_cache.get((id(p), lang)) is i for p, i in zip(parts, items, strict=True)):
                     self._prompt_cache[key] = items  # every item was cacheable: no variables anywhere in it
         else:
             items = tuple(self._items(st, parts))

@@ -25,7 +25,6 @@ from typing import Any, Callable
 from ivr import commands as C
 from ivr import events as E
 from ivr.interpreter import CallState, Interpreter, mask_number
-from ivr.schema import QueueNode
 from ivr.timing import item_seconds
 from ivr.tree import CallTree
 

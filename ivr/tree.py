@@ -20,7 +20,7 @@ import re
 from pydantic import BaseModel, ValidationError
 
 from ivr.errors import Diagnostic, DiagnosticSink, Severity, TreeInvalid
-from ivr.schedule import Schedule, ScheduleSpec
+from ivr.schedule import Schedule
 from ivr.schema import NODE_TYPES, TreeSpec
 from ivr.yamlpos import load_yaml
 

@@ -22,6 +22,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ivr.conditions import evaluate_closed, schedules_in, vars_in
+from ivr.digits import PHI_KINDS, is_emergency_number
 from ivr.errors import DiagnosticSink, Severity
 from ivr.schema import (
     HUMAN, BranchNode, CallbackNode, GotoNode, HangupNode, InputNode, LookupNode, MenuNode, PlayNode, PlayPart,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from ivr.tree import CallTree
 
 LINTS = ("L-HUMAN-KEY", "L-TIME-TO-HUMAN", "L-AFTER-HOURS-HUMAN", "L-EMERGENCY-FIRST")
-EMERGENCY_NUMBERS = {"911", "112", "999", "000", "110", "119", "118", "113", "100", "101", "102", "108", "911911"}
 BUILTIN_VARS = {"caller", "called", "language"}
 TERMINALS = (HangupNode, QueueNode, TransferNode, RecordNode, CallbackNode)
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -97,7 +97,8 @@ def human_enabled(tree: "CallTree", node: Any) -> bool:
 
 
 class _Checker:
-    def __init__(self, tree: "CallTree", sink: DiagnosticSink) -> None:
+    def __init__(self, tree: "CallTree", sink: DiagnosticSink, missing: set[str] | None = None) -> None:
+        self.missing = missing or set()  # names of parts that failed the schema: defined, but not checkable
         self.tree = tree
         self.spec = tree.spec
         self.nodes = tree.spec.nodes
@@ -122,7 +123,7 @@ class _Checker:
 
         def ref(path: tuple[Any, ...], target: str, what: str) -> None:
             nonlocal ok
-            if target == HUMAN or target in self.nodes:
+            if target == HUMAN or target in self.nodes or target in self.missing:
                 return
             ok = False
             from ivr.tree import _suggest
@@ -189,6 +190,10 @@ class _Checker:
                                     base + ("options", key), found=key,
                                     hint=f"use another key for '{opt.next}', or set `human: false` on this menu (and waive L-HUMAN-KEY)")
             if isinstance(node, InputNode):
+                if node.sensitive is False and node.validate_ is not None and node.validate_.kind in PHI_KINDS:
+                    self.sink.warning("W-INPUT-NOT-SENSITIVE", f"a {node.validate_.kind.replace('_', ' ')} identifies a patient, "
+                                      "but this input is marked `sensitive: false`", base + ("sensitive",),
+                                      hint="remove `sensitive: false` so the digits stay out of traces and transcripts")
                 if node.min_length > node.max_length:
                     self.sink.error("E-SCHEMA", "min_length is larger than max_length", base + ("min_length",), found=node.min_length)
                 if node.terminator is not None and node.terminator == spec.human.input_key and human_enabled(self.tree, node):
@@ -197,13 +202,14 @@ class _Checker:
             if isinstance(node, BranchNode):
                 for i, case in enumerate(node.cases):
                     for sched in schedules_in(case.when):
-                        if sched not in self.tree.schedules:
+                        if sched not in self.tree.schedules and f"schedule:{sched}" not in self.missing:
                             self._unknown_schedule(base + ("cases", i, "when"), sched)
                     for var in vars_in(case.when):
                         if var not in defined:
                             self.sink.warning("W-UNKNOWN-VAR", f"condition looks at '{var}', which no node sets",
                                               base + ("cases", i, "when"), found=var)
-            if isinstance(node, QueueNode) and node.hours and node.hours not in self.tree.schedules:
+            if isinstance(node, QueueNode) and node.hours and node.hours not in self.tree.schedules \
+                    and f"schedule:{node.hours}" not in self.missing:
                 self._unknown_schedule(base + ("hours",), node.hours)
             if isinstance(node, QueueNode):
                 missing = [o for o in ("closed", "no_agents", "full", "timeout") if node.fallback.target(o) is None]
@@ -211,8 +217,7 @@ class _Checker:
                     self.sink.error("E-QUEUE-NO-FALLBACK", f"no fallback for: {', '.join(missing)}", base + ("fallback",),
                                     hint="name a node for each, or a `default:` for all (a callback, voicemail, another queue or line)")
             if isinstance(node, TransferNode):
-                digits = re.sub(r"\D", "", node.to.split("@")[0])
-                if digits in EMERGENCY_NUMBERS:
+                if is_emergency_number(node.to):
                     self.sink.error("E-EMERGENCY-DIAL", "the IVR must not dial emergency numbers", base + ("to",), found=node.to,
                                     hint="tell the caller to hang up and dial the emergency number (a `say` node), never transfer")
                 if not node.on_failure:
@@ -268,6 +273,42 @@ class _Checker:
                                 path, found=name, hint=f"add recordings/{name} (or recordings/{lang}/{name}), or fix the name")
 
     # ------------------------------------------------------------------ graph shape
+
+    def check_person_key(self) -> None:
+        """The person key must lead to a person (a queue or a human transfer), not back into the menus."""
+        seen: set[str] = set()
+        stack = [self.spec.human.target]
+        while stack:
+            nid = self.resolve(stack.pop())
+            if nid in seen or nid not in self.nodes:
+                continue
+            seen.add(nid)
+            node = self.nodes[nid]
+            if isinstance(node, QueueNode) or (isinstance(node, TransferNode) and node.human):
+                continue
+            if isinstance(node, (MenuNode, InputNode, SurveyNode, HangupNode, RecordNode, CallbackNode)) or \
+                    (isinstance(node, TransferNode) and not node.human):
+                self.sink.error("E-HUMAN-TARGET", f"the person key leads to '{nid}' ({node.type}), not to a person",
+                                ("human", "target"), found=self.spec.human.target,
+                                hint="point `human.target` at a queue of people or a transfer with `human: true`, "
+                                     "possibly after a short `say`")
+                return
+            stack.extend(t for _, t, k in edges(node) if k == "instant")
+
+    def check_silence(self) -> None:
+        """A caller who presses nothing must end up somewhere: no loop of menus feeding each other on no input."""
+        silent: dict[str, list[str]] = {}
+        for nid, node in self.nodes.items():
+            outs = [t for path, t, k in edges(node) if k in ("instant", "fallback") or path[:1] in (("no_input",), ("next",))]
+            if isinstance(node, (MenuNode, InputNode)):
+                outs = [node.no_input.next] if node.no_input is not None and node.no_input.next else [HUMAN]
+            silent[nid] = [self.resolve(t) for t in outs if self.resolve(t) in self.nodes]
+        for scc in _sccs(silent):
+            waits = [n for n in scc if isinstance(self.nodes[n], (MenuNode, InputNode, SurveyNode))]
+            if waits and (len(scc) > 1 or scc[0] in silent[scc[0]]):
+                self.sink.error("E-SILENT-LOOP", f"a caller who presses nothing goes round forever: {' -> '.join(sorted(scc))}",
+                                ("nodes", sorted(waits)[0], "no_input"),
+                                hint="send `no_input.next` somewhere that ends (a person, voicemail), not back into the loop")
 
     def check_graph(self) -> None:
         roots = [self.spec.start, self.spec.human.target]
@@ -329,44 +370,66 @@ class _Checker:
 
     def lint_time_to_human(self) -> None:
         bound = self.spec.lints.max_seconds_to_human
-        worst, path = self._worst_time(self.spec.start, 0.0, [], set())
-        self.tree.metrics["seconds_to_human"] = round(worst, 1)
+        worst, path = self._worst_time(self.spec.start, {}, set())
+        self.tree.metrics["seconds_to_human"] = round(worst, 1) if worst >= 0 else None
         self.tree.metrics["seconds_to_human_path"] = path
         self.tree.metrics["seconds_to_human_bound"] = bound
-        if worst > bound:
+        if worst < 0:
+            self.lint("L-TIME-TO-HUMAN", "no path from the start reaches a moment where the caller can ask for a person",
+                      None, ("start",), hint="lead the call to a menu (the person key works there), a queue or a person")
+        elif worst > bound:
             self.lint("L-TIME-TO-HUMAN",
                       f"a caller may wait {worst:.1f} s before they can press for a person (bound {bound:g} s): {' -> '.join(path)}",
                       None, ("start",), found=round(worst, 1),
                       hint="shorten the prompts before the first menu, or raise `lints.max_seconds_to_human` with care")
 
-    def _worst_time(self, nid: str, t: float, path: list[str], on_path: set[str]) -> tuple[float, list[str]]:
-        nid = self.resolve(nid)
-        if nid in on_path or nid not in self.nodes:
-            return (-1.0, path)
-        node = self.nodes[nid]
-        path = path + [nid]
-        if isinstance(node, (MenuNode, InputNode)) and human_enabled(self.tree, node):
-            return (t, path)
-        if isinstance(node, QueueNode) or (isinstance(node, TransferNode) and node.human):
-            return (t, path)  # in line for, or ringing, a person
-        if isinstance(node, (HangupNode, RecordNode)):
-            return (-1.0, path)  # ends without a person: the after-hours lint looks at these
-        dt = 0.0
+    def _node_seconds(self, node: Any) -> float:
+        """How long a node keeps the caller before it moves on by itself (worst language)."""
         if isinstance(node, SayNode):
-            dt = max(speech_seconds(self.tree.pick(node.text, lang), self.spec.lints.speech_rate_wpm) for lang in self.spec.languages)
-        elif isinstance(node, PlayNode):
-            dt = prompt_seconds(self.tree, [PlayPart(audio=node.audio, duration=node.duration)])
-        elif isinstance(node, LookupNode):
-            dt = node.timeout
-        elif isinstance(node, (MenuNode, InputNode, SurveyNode)):
-            dt = prompt_seconds(self.tree, node.prompt) + (getattr(node, "timeout", None) or 0)
-        best = (-1.0, path)
-        on_path = on_path | {nid}
-        for _, target, _ in edges(node):
-            cand = self._worst_time(target, t + dt, path, on_path)
-            if cand[0] > best[0]:
-                best = cand
-        return best
+            return max(speech_seconds(self.tree.pick(node.text, lang), self.spec.lints.speech_rate_wpm) for lang in self.spec.languages)
+        if isinstance(node, PlayNode):
+            return prompt_seconds(self.tree, [PlayPart(audio=node.audio, duration=node.duration)])
+        if isinstance(node, LookupNode):
+            return node.timeout
+        if isinstance(node, (MenuNode, InputNode, SurveyNode)):
+            return prompt_seconds(self.tree, node.prompt) + (getattr(node, "timeout", None) or 0)
+        return 0.0
+
+    def _worst_time(self, nid: str, memo: dict[str, tuple[float, list[str]]], active: set[str]) -> tuple[float, list[str]]:
+        """Longest time from ``nid`` to the first moment the caller can ask for a person, and its path.
+
+        -1 when no path from here gets there. Memoised per node (trees with many branches in a row would
+        otherwise take exponential time); loops are cut where the walk meets a node it is still inside.
+        """
+        nid = self.resolve(nid)
+        if nid in memo:
+            return memo[nid]
+        if nid in active or nid not in self.nodes:
+            return (-1.0, [])
+        node = self.nodes[nid]
+        result: tuple[float, list[str]]
+        if isinstance(node, (MenuNode, InputNode)) and human_enabled(self.tree, node):
+            result = (0.0, [nid])
+        elif isinstance(node, TransferNode) and node.human:
+            result = (0.0, [nid])
+        elif isinstance(node, (HangupNode, RecordNode)):
+            result = (-1.0, [])  # ends without a person: the after-hours lint looks at these
+        else:
+            active.add(nid)
+            dt = self._node_seconds(node)
+            # A queue is a person path, but routing may turn the call away at once (closed hours, nobody
+            # logged in): then its fallbacks decide when the caller can next ask for a person.
+            best = (0.0, [nid]) if isinstance(node, QueueNode) else (-1.0, [])
+            for _, target, kind in edges(node):
+                if isinstance(node, QueueNode) and kind != "fallback":
+                    continue
+                t, path = self._worst_time(target, memo, active)
+                if t >= 0 and t + dt > best[0] or (best[0] < 0 <= t):
+                    best = (t + dt, [nid] + path)
+            active.discard(nid)
+            result = best
+        memo[nid] = result
+        return result
 
     def _closed_reach(self, root: str) -> tuple[bool, list[str]]:
         """Search for a human transfer with every schedule closed and every queue failing."""
@@ -555,14 +618,24 @@ def _sccs(graph: dict[str, list[str]]) -> list[list[str]]:
     return out
 
 
-def check(tree: "CallTree", sink: DiagnosticSink) -> None:
-    """Run every check and lint; findings go into ``sink``, figures into ``tree.metrics``."""
-    c = _Checker(tree, sink)
+def check(tree: "CallTree", sink: DiagnosticSink, missing: set[str] | None = None) -> None:
+    """Run every check and lint; findings go into ``sink``, figures into ``tree.metrics``.
+
+    ``missing`` names parts that failed the schema: they are set aside, the rest is checked, and the
+    whole-graph checks and lints wait until the tree is complete.
+    """
+    c = _Checker(tree, sink, missing)
     refs_ok = c.check_references()
     c.check_nodes()
+    if missing:
+        sink.warning("W-CHECKS-WAITING", "the graph checks and safety lints run once the errors above are fixed", (),
+                     hint="fix the schema errors, then run `ivr validate` again")
+        return
     if not refs_ok:
         return  # graph checks on a tree with dangling links would only repeat the same errors
     c.check_graph()
+    c.check_person_key()
+    c.check_silence()
     c.lint_human_key()
     c.lint_time_to_human()
     c.lint_after_hours()

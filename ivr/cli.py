@@ -15,7 +15,7 @@ import typer
 
 from ivr.errors import Diagnostic, Severity, TreeInvalid
 from ivr.flowtest import TESTS_SUFFIX, find_test_files, run_file
-from ivr.simulate import CallSimulator, Line, SimOptions, describe_outcome
+from ivr.simulate import QUEUE_OUTCOMES, CallSimulator, Line, SimOptions, describe_outcome, parse_keys
 from ivr.timeparse import parse_at
 from ivr.tree import check_tree, load_tree
 
@@ -26,7 +26,10 @@ def _tree_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files.extend(f for f in sorted(p.rglob("*.y*ml")) if not f.name.endswith(TESTS_SUFFIX))
+            files.extend(f for f in sorted(p.rglob("*.y*ml")) if not f.name.endswith((TESTS_SUFFIX, ".tests.yml")))
+        elif not p.exists():
+            typer.echo(f"{p}: no such file or folder", err=True)
+            raise typer.Exit(2)
         else:
             files.append(p)
     return files
@@ -102,8 +105,8 @@ def _queue_outcomes(values: list[str]) -> dict[str, str]:
         if "=" not in v:
             raise typer.BadParameter(f"{v!r}: write QUEUE=OUTCOME, e.g. scheduling=answered")
         q, o = v.split("=", 1)
-        if o not in ("handoff", "answered", "closed", "no_agents", "full", "timeout"):
-            raise typer.BadParameter(f"{o!r}: outcome is one of handoff, answered, closed, no_agents, full, timeout")
+        if o not in QUEUE_OUTCOMES:
+            raise typer.BadParameter(f"{o!r}: outcome is one of {', '.join(QUEUE_OUTCOMES)}")
         out[q] = o
     return out
 
@@ -149,22 +152,35 @@ def simulate(
             typer.echo(f"{exc.error_id}: {exc}", err=True)
             raise typer.Exit(2) from None
     interactive = keys is None
+    try:
+        tokens = None if interactive else parse_keys(keys)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--keys") from None
     opts = SimOptions(
         at=when,
         caller=None if caller in (None, "", "withheld") else caller,
         language=language,
-        keys=None if interactive else keys.split(),
+        keys=tokens,
         queue_outcomes=_queue_outcomes(queue),
         hooks=hook_fns,
         failing_transfers=set(fail_transfer),
     )
 
     def ask(context: str) -> str:
-        try:
-            got = input(f"   keys at {context} [digits, . wait, h hang up]> ").strip()
-        except EOFError:
-            return "h"
-        return got or "."
+        # The question goes to stderr so that stdout stays a clean transcript (or clean JSON with --json).
+        while True:
+            sys.stderr.write(f"   keys at {context} [digits, . wait, h hang up]> ")
+            sys.stderr.flush()
+            line = sys.stdin.readline()
+            if not line:
+                return "h"  # end of input: the caller hangs up
+            got = line.strip() or "."
+            try:
+                parse_keys(got)
+            except ValueError as exc:
+                sys.stderr.write(f"   {exc}\n")
+                continue
+            return got.split()[0] if " " in got else got
 
     sim = CallSimulator(tree)
     if as_json:
@@ -172,7 +188,8 @@ def simulate(
         typer.echo(json.dumps(_trace_json(tree, res), indent=2, ensure_ascii=False, default=str))
         return
     if interactive:
-        typer.echo("Interactive call: type the keys the caller presses at each prompt; '.' lets the input time out; 'h' hangs up.")
+        typer.echo("Interactive call: type the keys the caller presses at each prompt; '.' lets the input time out; "
+                   "'h' hangs up.", err=True)
     res = sim.run(opts, ask=ask if interactive else None, on_line=_print_line, record_lines=False)
 
 
@@ -197,6 +214,10 @@ def test_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print the transcript of failing scenarios"),
 ) -> None:
     """Run flow-test scenarios kept beside the trees; exit 1 on any failure."""
+    for p in paths:
+        if not p.exists():
+            typer.echo(f"{p}: no such file or folder", err=True)
+            raise typer.Exit(2)
     files = find_test_files(paths)
     if not files:
         typer.echo("no *.tests.yaml flow-test files found", err=True)

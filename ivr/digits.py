@@ -11,6 +11,34 @@ from datetime import date
 
 from ivr.schema import Validation
 
+# Emergency and crisis short codes (North America, Europe, UK, Australia, Asia): the IVR never dials them.
+# 988 (US crisis lifeline) is deliberately not here: a clinic may transfer a caller in crisis to it.
+EMERGENCY_NUMBERS = frozenset({"911", "112", "999", "000", "110", "119", "118", "113"})
+PHI_KINDS = frozenset({"date_of_birth", "member_number", "phone"})  # validations whose digits identify a patient
+
+
+def is_emergency_number(number: str) -> bool:
+    """True for an emergency code, also behind an outside-line or country prefix (9-911, +1 911, +44 999).
+
+    A short number (six digits or fewer) that ends in an emergency code is treated as one: real
+    subscriber numbers are longer, and a false alarm here costs an admin a rename, a miss costs a
+    dispatcher's line.
+    """
+    target = number.strip()
+    if "/" in target and not target.lower().startswith(("tel:", "sip:", "sips:")):
+        tech, _, rest = target.partition("/")  # PJSIP/1001 is a local endpoint; PJSIP/911@trunk dials out
+        if "@" not in rest:
+            return False
+        target = rest
+    if target.lower().startswith(("client:",)):
+        return False
+    user = target.split("@")[0].split(":")[-1]
+    digits = "".join(ch for ch in user if ch.isdigit())
+    if not digits:
+        return False
+    return digits in EMERGENCY_NUMBERS or (len(digits) <= 6 and any(digits.endswith(e) for e in EMERGENCY_NUMBERS))
+
+
 _DOB_ORDER = {"MMDDYYYY": (0, 2, 4), "DDMMYYYY": (2, 0, 4), "YYYYMMDD": (4, 6, 0)}
 
 

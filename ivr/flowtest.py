@@ -13,15 +13,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ivr.errors import Diagnostic, DiagnosticSink
-from ivr.simulate import CallSimulator, HookTimeout, SimOptions, SimResult
+from ivr.simulate import CallSimulator, HookTimeout, SimOptions, SimResult, parse_keys
 from ivr.timeparse import parse_at
 from ivr.tree import CallTree, _pydantic_diagnostics, check_tree
 from ivr.yamlpos import load_yaml
 
 TESTS_SUFFIX = ".tests.yaml"
+
+
+QueueOutcome = Literal["handoff", "answered", "closed", "no_agents", "full", "timeout"]
 
 
 class Expect(BaseModel):
@@ -51,7 +56,7 @@ class Scenario(BaseModel):
     caller: str | None = "default"
     language: str | None = None
     keys: str = ""
-    queue_outcomes: dict[str, str] = {}
+    queue_outcomes: dict[str, QueueOutcome] = {}
     hooks: dict[str, Any] = {}
     failing_transfers: list[str] = []
     talk_seconds: float | None = None
@@ -65,7 +70,7 @@ class Defaults(BaseModel):
     caller: str | None = "+15555550123"
     language: str | None = None
     hooks: dict[str, Any] = {}
-    queue_outcomes: dict[str, str] = {}
+    queue_outcomes: dict[str, QueueOutcome] = {}
 
 
 class TestFile(BaseModel):
@@ -116,7 +121,7 @@ def run_scenario(sim: CallSimulator, tree: CallTree, sc: Scenario, defaults: Def
         at=at,
         caller=caller,
         language=sc.language or defaults.language,
-        keys=sc.keys.split(),
+        keys=parse_keys(sc.keys),
         queue_outcomes={**defaults.queue_outcomes, **sc.queue_outcomes},
         hooks={k: _hook(v) for k, v in hooks.items()},
         failing_transfers=set(sc.failing_transfers),
@@ -204,7 +209,14 @@ def find_test_files(paths: list[Path]) -> list[Path]:
 
 
 def run_file(path: Path) -> FileResult:
-    loaded = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        from ivr.errors import Severity
+
+        return FileResult(str(path), "", [Diagnostic(id="E-FILE", severity=Severity.ERROR, file=str(path),
+                                                     message=f"cannot read the file: {exc}")])
+    loaded = load_yaml(text, str(path))
     sink = DiagnosticSink(str(path), loaded.positions, list(loaded.diagnostics))
     fr = FileResult(str(path), "")
     if loaded.data is None:
@@ -224,6 +236,12 @@ def run_file(path: Path) -> FileResult:
         return fr
     sim = CallSimulator(tree)
     for i, sc in enumerate(tf.scenarios):
+        unknown = [n for n in sc.expect.nodes + sc.expect.not_nodes if n not in tree.spec.nodes]
+        if unknown:  # a typo in not_nodes would otherwise pass for ever
+            line, _ = sink.position(("scenarios", i, "expect"))
+            fr.scenarios.append(ScenarioResult(sc.name, False, [f"{path}:{line}: expect names nodes the tree does not have: "
+                                                                f"{', '.join(unknown)}"]))
+            continue
         try:
             fr.scenarios.append(run_scenario(sim, tree, sc, tf.defaults))
         except ValueError as exc:  # a bad time or queue outcome in the scenario itself

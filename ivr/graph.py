@@ -81,7 +81,7 @@ def _detail(node: Any) -> str:
     if isinstance(node, HangupNode):
         return node.outcome
     if isinstance(node, InputNode):
-        return f"{node.variable} PHI" if node.sensitive else node.variable
+        return f"{node.variable} PHI" if node.is_sensitive else node.variable
     if isinstance(node, LookupNode):
         return f"hook {node.hook}"
     if isinstance(node, RecordNode) and node.mailbox:

@@ -26,17 +26,18 @@ from ivr import events as E
 from ivr.conditions import evaluate
 from ivr.errors import InterpreterError
 from ivr.schema import (
-    HUMAN,
+    DTMF_KEYS, HUMAN,
     BranchNode, CallbackNode, GotoNode, HangupNode, InputNode, LookupNode, MenuNode, PlayNode,
     PlayPart, QueueNode, RecordNode, SayNode, SayPart, SetNode, SmsNode, SurveyNode, TransferNode,
 )
 from ivr.tree import CallTree
-from ivr.digits import validate_digits
+from ivr.digits import is_emergency_number, validate_digits
 
 ACHIEVED = frozenset({"agent", "callback", "voicemail", "record", "transfer"})  # outcomes a goodbye does not erase
 MAX_INSTANT_HOPS = 200
 SWALLOW_SECONDS = 2.0  # a terminator this soon after an entry complete by length is a habit, not a new key  # nodes entered without waiting in one step; the validator rejects loops long before this
 REDACTED = "[redacted]"
+MASK = "•"  # a key pressed at a sensitive input, in traces and transcripts
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -83,6 +84,7 @@ class CallState(NamedTuple):
     sensitive: frozenset[str] = frozenset()
     digits: str = ""  # keys buffered by barge-in, or collected so far by an input node
     swallow: str = ""  # a terminator typed right after an entry that was complete by length is not a new key
+    last_key_at: datetime | None = None  # when the last key arrived: a timeout that raced it is stale
     attempts: int = 0  # failed attempts at the current menu/input
     prompt_id: int = 0
     request_id: int = 0
@@ -202,8 +204,15 @@ class Interpreter:
             self._on_prompt_finished(st)
 
     def _ev_timeout(self, st: _Step, ev: E.InputTimeout) -> None:
-        if ev.prompt_id == st.s.prompt_id and st.s.phase in ("prompt", "collect"):
-            self._on_timeout(st)
+        s = st.s
+        if ev.prompt_id != s.prompt_id or s.phase not in ("prompt", "collect"):
+            return
+        col = self._collect.get(s.node)
+        if s.last_key_at is not None and col is not None and (ev.at - s.last_key_at).total_seconds() < col.timeout - 0.05:
+            # A key arrived after the adapter's timer started: the timeout lost the race; the timer restarts.
+            st.log(s.node, "timeout-ignored", reason="a key arrived since")
+            return
+        self._on_timeout(st)
 
     # ------------------------------------------------------------------ moving between nodes
 
@@ -231,6 +240,11 @@ class Interpreter:
                 parts = self._parts[nid] = (
                     [SayPart(text=node.text)] if isinstance(node, SayNode) else [PlayPart(audio=node.audio, duration=node.duration)]
                 )
+            if nid == self.spec.emergency_notice:
+                # The emergency notice is never skipped or interrupted, whatever the node says. Keys typed
+                # before it stay buffered and take effect at the next menu, after the notice has played.
+                self._play(st, nid, parts, barge_in=False, stable=True)
+                return None
             if node.barge_in and st.get("digits"):
                 st.log(nid, "skipped", reason="barge-in")
                 return node.next
@@ -404,6 +418,7 @@ class Interpreter:
             st.cmds.append(C.StopPrompt(st.get("prompt_id")))
             st.set(phase="collect")
             for d in buffered:
+                st.log(nid, "key", key=MASK if node.is_sensitive else d, barge_in=True)
                 nxt = self._input_key(st, nid, node, d)
                 if nxt is not None or st.get("node") != nid:
                     return nxt
@@ -439,14 +454,14 @@ class Interpreter:
             problem = f"too short ({len(digits)} < {node.min_length})"
         elif node.validate_ is not None:
             problem = validate_digits(digits, node.validate_, st.at.astimezone(self.tree.tz).date())
-        shown = REDACTED if node.sensitive else digits
+        shown = REDACTED if node.is_sensitive else digits
         if problem:
             st.log(nid, "rejected", entered=shown, length=len(digits), reason=problem)
             return self._failed(st, nid, node, "invalid")
         vars_ = dict(st.get("vars"))
         vars_[node.variable] = digits
         st.set(vars=vars_)
-        if node.sensitive:
+        if node.is_sensitive:
             st.set(sensitive=st.get("sensitive") | {node.variable})
         st.log(nid, "input", variable=node.variable, value=shown, length=len(digits))
         return node.next
@@ -476,6 +491,10 @@ class Interpreter:
         s = st.s
         node = self.nodes.get(s.node)
         phase = s.phase
+        if digit not in DTMF_KEYS:  # an adapter passed something that is not a phone key
+            st.log(s.node, "key-ignored", reason="not a phone key")
+            return
+        st.set(last_key_at=st.at)
         if s.swallow:
             st.set(swallow="")
             if digit == s.swallow and s.now is not None and (st.at - s.now).total_seconds() <= SWALLOW_SECONDS:
@@ -490,7 +509,7 @@ class Interpreter:
                     st.log(s.node, "key", key=digit)
                     nxt = self._menu_key(st, s.node, node, digit)
                 elif isinstance(node, InputNode):
-                    st.log(s.node, "key", key="*" if node.sensitive else digit)
+                    st.log(s.node, "key", key=MASK if node.is_sensitive else digit)
                     nxt = self._input_key(st, s.node, node, digit)
                 else:
                     st.log(s.node, "key", key=digit)
@@ -498,13 +517,14 @@ class Interpreter:
                 if nxt is not None:
                     self._goto(st, nxt)
                 return
-            if isinstance(node, (SayNode, PlayNode)) and node.barge_in:
+            if isinstance(node, (SayNode, PlayNode)) and node.barge_in and s.node != self.spec.emergency_notice:
                 st.cmds.append(C.StopPrompt(s.prompt_id))
                 st.set(digits=s.digits + digit)
-                st.log(s.node, "key", key=digit, barge_in=True)
+                # The key's value is traced where it is used: it may be the first digit of a date of birth.
+                st.log(s.node, "type-ahead")
                 self._goto(st, node.next)
                 return
-            st.log(s.node, "key-ignored", key="*")
+            st.log(s.node, "key-ignored", key=MASK)  # unused, and possibly the start of a date of birth
             return
         if phase == "queue" and isinstance(node, QueueNode):
             target = node.keys.get(digit)
@@ -649,8 +669,8 @@ class Interpreter:
 
     def _callback(self, st: _Step, nid: str, node: CallbackNode) -> str | None:
         number = st.s.caller if node.number == "caller" else st.get("vars").get(node.number)
-        if not number:
-            st.log(nid, "callback", skipped="no number")
+        if not number or is_emergency_number(str(number)) or sum(ch.isdigit() for ch in str(number)) < 7:
+            st.log(nid, "callback", skipped="no usable number")
             return node.no_number or HUMAN
         ticket = st.get("ticket")
         same = ticket is not None and ticket.queue == node.queue
@@ -670,7 +690,8 @@ class Interpreter:
         if st.s.phase != "lookup" or not isinstance(node, LookupNode) or ev.request_id != st.s.request_id:
             return
         if not ev.ok:
-            st.log(st.s.node, "hook-failed", hook=node.hook, error=ev.error[:80])
+            # The error text comes from deployment code and may quote patient data: trace only its kind.
+            st.log(st.s.node, "hook-failed", hook=node.hook, error="timeout" if ev.error == "timeout" else "failed")
             self._goto(st, node.fallback)
             return
         missing = [f for f in node.into.values() if f not in ev.values]

@@ -277,7 +277,7 @@ def _check_day_key(key: str) -> str:
     return key
 
 
-def _load_zone(name: str) -> ZoneInfo:
+def load_zone(name: str) -> ZoneInfo:
     """Load an IANA zone, suggesting the closest real name on a typo."""
     try:
         return ZoneInfo(name)
@@ -500,7 +500,7 @@ class ScheduleSpec(BaseModel):
     @classmethod
     def _valid_zone(cls, value: str | None) -> str | None:
         if value is not None:
-            _load_zone(value)
+            load_zone(value)
         return value
 
     @field_validator("weekly")
@@ -645,7 +645,7 @@ class Schedule:
         The tree's zone is only used when the schedule does not name its own,
         so a multi-site tree can still have one schedule per site's zone.
         """
-        tz = _load_zone(spec.timezone or default_tz)
+        tz = load_zone(spec.timezone or default_tz)
         weekly: list[list[MinuteRange]] = [[] for _ in range(7)]
         for key, value in spec.weekly.items():
             ranges = _hours_to_ranges(value)

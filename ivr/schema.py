@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from ivr.schedule import ScheduleSpec
+from ivr.schedule import ScheduleSpec, load_zone
 
 DTMF_KEYS = frozenset("0123456789*#")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -141,6 +141,19 @@ class ClosedCond(Model):
     closed: str
 
 
+def _regex_ok(v: str | None) -> str | None:
+    """Compile at load time, so a bad pattern is an error in `ivr validate`, not a crash during a call."""
+    if v is not None:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"{v!r} is not a valid regular expression: {exc} (escape + as \\+)") from None
+    return v
+
+
+Regex = Annotated[str, AfterValidator(_regex_ok)]
+
+
 class VarCond(Model):
     """Compare a variable: ``{var: reason, equals: billing}``, ``in: [...]``, ``matches: regex``, ``is_set: true``."""
 
@@ -148,7 +161,7 @@ class VarCond(Model):
     equals: Any = None
     not_equals: Any = None
     in_: list[Any] | None = Field(default=None, alias="in")
-    matches: str | None = None
+    matches: Regex | None = None
     is_set: bool | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -160,7 +173,7 @@ class CallerCond(Model):
     class Spec(Model):
         starts_with: str | list[str] | None = None
         in_: list[str] | None = Field(default=None, alias="in")
-        matches: str | None = None
+        matches: Regex | None = None
         withheld: bool | None = None
         model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -292,12 +305,7 @@ class Validation(Model):
     @field_validator("pattern")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return v
+        return _regex_ok(v)
 
 
 class InputNode(NodeBase):
@@ -312,7 +320,7 @@ class InputNode(NodeBase):
     timeout: float = Field(default=6, gt=0, le=60)
     retries: int = Field(default=2, ge=0, le=5)
     validate_: Validation | None = Field(default=None, alias="validate")
-    sensitive: bool = False
+    sensitive: bool | None = None  # None: on when validate is a date of birth, member number or phone
     no_input: Handler | None = None
     invalid: Handler | None = None
     human: bool = True
@@ -324,6 +332,13 @@ class InputNode(NodeBase):
     @classmethod
     def _term(cls, v: str | None) -> str | None:
         return None if v is None else _check_key(v)
+
+    @property
+    def is_sensitive(self) -> bool:
+        """Explicit ``sensitive``, else on for entries that identify a patient."""
+        if self.sensitive is not None:
+            return self.sensitive
+        return self.validate_ is not None and self.validate_.kind in ("date_of_birth", "member_number", "phone")
 
 
 class BranchCase(Model):
@@ -536,12 +551,7 @@ class TreeSpec(Model):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as America/New_York") from None
+        load_zone(v)  # raises with a did-you-mean
         return v
 
     @property

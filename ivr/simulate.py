@@ -17,6 +17,7 @@ Key script tokens (space separated), each used at the next chance to press keys:
 from __future__ import annotations
 
 import heapq
+import re
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 from ivr import commands as C
 from ivr import events as E
-from ivr.interpreter import CallState, Interpreter, mask_number
+from ivr.interpreter import MASK, CallState, Interpreter, mask_number
 from ivr.timing import item_seconds
 from ivr.tree import CallTree
 
@@ -33,6 +34,18 @@ THINK = 0.8  # seconds a caller takes to start pressing after a prompt
 BARGE_AFTER = 1.0  # seconds into a prompt when a barge-in key lands
 
 HookFn = Callable[[dict[str, Any]], dict[str, Any]]
+QUEUE_OUTCOMES = ("handoff", "answered", "closed", "no_agents", "full", "timeout")
+_TOKEN = re.compile(r"^(!?[0-9*#]+|\.|[hH])$")
+
+
+def parse_keys(script: str) -> list[str]:
+    """Split a key script into tokens, refusing anything a phone keypad cannot send."""
+    tokens = script.split()
+    for tok in tokens:
+        if not _TOKEN.match(tok):
+            raise ValueError(f"key script token {tok!r} is not valid: use digits 0-9, * and # "
+                             "(prefix ! to press during the prompt), '.' to let the input time out, or 'h' to hang up")
+    return tokens
 
 
 class HookTimeout(Exception):
@@ -123,9 +136,9 @@ class CallSimulator:
         now = 0.0
         talking = record_lines or on_line is not None  # build transcript text only for someone who reads it
 
-        def emit(kind: str, node: str, text: str, lang: str = "") -> None:
+        def emit(kind: str, node: str, text: str, lang: str = "", at: float | None = None) -> None:
             if record_lines or on_line is not None:
-                line = Line(round(now, 2), kind, node, text, lang)
+                line = Line(round(now if at is None else at, 2), kind, node, text, lang)
                 if record_lines:
                     lines.append(line)
                 if on_line is not None:
@@ -145,7 +158,8 @@ class CallSimulator:
         def press(start: float, digits: str) -> float:
             t = start
             for i, d in enumerate(digits):
-                clock.at(t, ("digit", d, digits if i == 0 else None))  # the first key carries the token for the transcript
+                # the first key carries the token, the last says the token is complete (for the transcript line)
+                clock.at(t, ("digit", d, digits if i == 0 else None, i == len(digits) - 1))
                 t += KEY_GAP
             return t - KEY_GAP
 
@@ -166,6 +180,7 @@ class CallSimulator:
             emit("note", "", f"call from {mask_number(opts.caller)} at {t0.astimezone(tree.tz):%a %Y-%m-%d %H:%M %Z}, "
                              f"tree {tree.label}, language {state.language}")
         pending_barge: str | None = None
+        press_token, press_keys, press_at, press_node = "", [], 0.0, ""  # the key token being pressed
 
         while True:
             stop_at_queue = False
@@ -234,8 +249,8 @@ class CallSimulator:
             kind = item[0]
             ev: Any
             if kind == "digit":
-                if item[2] is not None and talking:
-                    emit("press", state.node, item[2] if not _sensitive_node(tree, state) else "•" * len(item[2]) + " (sensitive)")
+                if item[2] is not None:
+                    press_token, press_keys, press_at, press_node = item[2], [], now, state.node
                 ev = E.Digit(t0 + timedelta(seconds=now), item[1])
                 col = collect_of.get(state.prompt_id)
                 if col is not None:  # restart the inter-digit timer; the queued timeout re-arms itself lazily
@@ -275,7 +290,13 @@ class CallSimulator:
                 ev = item[1](when(now))
             else:  # pragma: no cover
                 continue
+            traced = len(state.trace)
             state, cmds = self.interp.step(state, ev)
+            if kind == "digit" and talking:
+                # What the caller pressed, as the interpreter traced it: masked wherever it masked it.
+                press_keys.extend(e.detail["key"] for e in state.trace[traced:] if e.kind in ("key", "key-ignored") and "key" in e.detail)
+                if item[3]:
+                    emit("press", press_node, _shown_keys(press_token, press_keys), at=press_at)
         if talking:
             emit("end", state.node, describe_outcome(state))
         return SimResult(state, lines, round(now, 2))
@@ -313,7 +334,7 @@ class CallSimulator:
                 clock.at(now + opts.queue_wait / 2, ("hangup",))
                 return True
             if tok and tok not in (".",):
-                clock.at(now + opts.queue_wait / 2, ("digit", tok[-1], tok[-1]))
+                clock.at(now + opts.queue_wait / 2, ("digit", tok[-1], tok[-1], True))
                 return True
         if outcome == "handoff":
             return False
@@ -326,7 +347,7 @@ class CallSimulator:
             delay = (cmd.max_wait or 600.0) if outcome == "timeout" else 0.5
             clock.at(now + delay, ("queue", lambda at, o=outcome: E.QueueResult(at, o)))
             return True
-        raise ValueError(f"unknown queue outcome {outcome!r} for queue {cmd.queue}; use handoff, answered, closed, no_agents, full or timeout")
+        raise ValueError(f"unknown queue outcome {outcome!r} for queue {cmd.queue}; use {', '.join(QUEUE_OUTCOMES)}")
 
     def _hook(self, cmd: C.CallHook, opts: SimOptions, clock: _Clock, now: float, emit: Callable[..., None], node: str) -> None:
         fn = opts.hooks.get(cmd.hook)
@@ -337,6 +358,8 @@ class CallSimulator:
             return
         try:
             values = dict(fn) if isinstance(fn, dict) else fn(dict(cmd.args))
+            if not isinstance(values, dict):
+                raise TypeError(f"hook {cmd.hook} returned {type(values).__name__}, not a dict of results")
         except HookTimeout:
             emit("note", node, f"hook {cmd.hook}: no answer within {cmd.timeout:g} s")
             clock.at(now + cmd.timeout, ("hook", lambda at: E.HookResult(at, rid, False, error="timeout")))
@@ -354,9 +377,14 @@ class CallSimulator:
         clock.at(now + 0.2, ("hook", lambda at: E.HookResult(at, rid, ok, values=values, error=str(values.get("error", "")))))
 
 
-def _sensitive_node(tree: CallTree, state: CallState) -> bool:
-    node = tree.spec.nodes.get(state.node)
-    return bool(getattr(node, "sensitive", False)) and node.type == "input"
+def _shown_keys(token: str, traced: list[str]) -> str:
+    """A token as the transcript shows it: in full only if the interpreter traced every key in clear.
+
+    Keys typed ahead and not yet used, or used by a sensitive input, are masked: they may be a date of birth.
+    """
+    if len(traced) == len(token) and MASK not in traced:
+        return token
+    return MASK * len(token) + " (sensitive)"
 
 
 def describe_outcome(state: CallState) -> str:

@@ -106,10 +106,11 @@ _MODEL_FIELDS: list[frozenset[str]] = []
 def _model_field_sets() -> list[frozenset[str]]:
     """The field names of every model of the language, one set per model."""
     if not _MODEL_FIELDS:
+        import ivr.flowtest as flowtest
         import ivr.schedule as schedule
         import ivr.schema as schema
 
-        for mod in (schema, schedule):
+        for mod in (schema, schedule, flowtest):
             for obj in vars(mod).values():
                 if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel and obj.model_fields:
                     _MODEL_FIELDS.append(frozenset(f.alias or n for n, f in obj.model_fields.items()))
@@ -235,12 +236,21 @@ def check_tree_text(text: str, file: str, *, base_dir: Path | None = None) -> tu
         sink.error("E-SCHEMA", "a call tree is a mapping with name, timezone, start, human and nodes", (),
                    found=type(loaded.data).__name__, hint="start from the example in calltrees/README.md")
         return None, sink.items
+    missing: set[str] = set()
     try:
         spec = TreeSpec.model_validate(loaded.data)
     except ValidationError as exc:
         _pydantic_diagnostics(exc, loaded.data, sink)
-        return None, sink.items
-    if any(d.severity is Severity.ERROR for d in sink.items):
+        # Keep going on what is valid, so one run reports as much as it can: set the broken parts aside
+        # and check the rest. Their names still count as defined, so they cause no follow-on errors.
+        repaired = _without_broken_parts(loaded.data, exc, missing)
+        try:
+            spec = TreeSpec.model_validate(repaired) if repaired is not None else None
+        except ValidationError:
+            spec = None
+        if spec is None:
+            return None, sink.items
+    if any(d.severity is Severity.ERROR for d in sink.items) and not missing:
         return None, sink.items  # duplicate keys: the data is ambiguous, stop before graph checks
     base = base_dir if base_dir is not None else Path(file).resolve().parent
     default_tz = spec.timezone
@@ -249,10 +259,47 @@ def check_tree_text(text: str, file: str, *, base_dir: Path | None = None) -> tu
                     recordings_dir=(base / spec.recordings).resolve(), positions=loaded.positions)
     from ivr.checks import check  # the checks need a CallTree; imported here to keep the module graph acyclic
 
-    check(tree, sink)
+    check(tree, sink, missing=missing)
     tree.diagnostics = sink.items
     blocking = any(d.severity is Severity.ERROR for d in sink.items)
     return (None if blocking else tree), sink.items
+
+
+# Top-level fields that can be set aside (or defaulted) so the rest of a broken tree still gets checked.
+_DEFAULTS = {"timezone": "UTC", "lints": {}, "waivers": [], "voices": {}}
+
+
+def _without_broken_parts(data: dict[str, Any], exc: ValidationError, missing: set[str]) -> dict[str, Any] | None:
+    """A copy of ``data`` without the nodes and schedules that failed, or None when that cannot help."""
+    broken_nodes: set[str] = set()
+    broken_schedules: set[str] = set()
+    broken_top: set[str] = set()
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        if not loc:
+            return None
+        if loc[0] == "nodes" and len(loc) > 1 and isinstance(loc[1], str):
+            broken_nodes.add(loc[1])
+        elif loc[0] == "schedules" and len(loc) > 1 and isinstance(loc[1], str):
+            broken_schedules.add(loc[1])
+        elif loc[0] in _DEFAULTS or (loc[0] == "waivers"):
+            broken_top.add(str(loc[0]))
+        else:
+            return None  # name, start, human...: the tree cannot be checked further without them
+    repaired = dict(data)
+    if broken_nodes:
+        nodes = data.get("nodes")
+        if not isinstance(nodes, dict):
+            return None
+        repaired["nodes"] = {k: v for k, v in nodes.items() if k not in broken_nodes}
+        if not repaired["nodes"]:
+            return None
+    if broken_schedules and isinstance(data.get("schedules"), dict):
+        repaired["schedules"] = {k: v for k, v in data["schedules"].items() if k not in broken_schedules}
+    for name in broken_top:
+        repaired[name] = _DEFAULTS.get(name, [])
+    missing |= broken_nodes | {f"schedule:{n}" for n in broken_schedules} | {"partial"}
+    return repaired
 
 
 def check_tree(path: str | Path) -> tuple[CallTree | None, list[Diagnostic]]:

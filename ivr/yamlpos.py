@@ -158,5 +158,11 @@ def load_yaml(text: str, file: str = "<string>") -> LoadedYaml:
             [Diagnostic(id="E-YAML-EMPTY", severity=Severity.ERROR, message="the file is empty", file=file, hint="start from the example in calltrees/README.md")],
         )
     builder = _Builder(file)
-    data = builder.build(root, ())
+    try:
+        data = builder.build(root, ())
+    except RecursionError:
+        return LoadedYaml(None, {}, [Diagnostic(
+            id="E-YAML-SYNTAX", severity=Severity.ERROR, file=file,
+            message="the file nests too deeply, or an alias refers to itself (&a ... *a inside itself)",
+            hint="remove the self-referencing alias")])
     return LoadedYaml(data, builder.positions, builder.diagnostics)

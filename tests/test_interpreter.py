@@ -611,3 +611,83 @@ def test_star_part_way_through_an_entry_starts_over(clock):
     s, _ = press(interp, s, clock, "0412*04121980")
     assert s.node == "thanks" and s.vars["dob"] == "04121980"
     assert any(e.kind == "cleared" for e in s.trace)
+
+
+def test_emergency_notice_is_never_skipped_even_if_marked_interruptible(clock):
+    text = BASE.format(start="chime", nodes="""
+  chime:
+    type: say
+    text: {en: "Hello.", es: "Hola."}
+    next: notice
+  notice:
+    type: say
+    text: {en: "If this is an emergency, hang up and dial 911.", es: "Si es una emergencia, marque 911."}
+    next: main
+""" + MENU).replace("medical: false", "medical: true\nemergency_notice: notice")
+    tree = build_tree(text)
+    interp, s, _ = begin(tree, clock)
+    s, cmds = interp.step(s, E.Digit(clock(0.5), "1"))  # barge into the greeting
+    (notice,) = prompts(cmds)
+    assert s.node == "notice" and notice.barge_in is False
+    s, cmds = interp.step(s, E.Digit(clock(1), "1"))  # keys during the notice do not cut it short
+    assert s.node == "notice" and not any(isinstance(c, C.StopPrompt) for c in cmds)
+    s, cmds = interp.step(s, E.PromptFinished(clock(4), notice.prompt_id))
+    assert s.node == "billing"  # the key typed during the greeting takes effect after the notice
+
+
+def test_timeout_that_raced_a_key_is_ignored(clock):
+    tree = tree_of(INPUT.replace("min_length: 8", "min_length: 2"))
+    interp, s, _ = begin(tree, clock)
+    s, _ = interp.step(s, E.PromptFinished(clock(3), s.prompt_id))
+    s, _ = interp.step(s, E.Digit(clock(9.9), "0"))
+    s, _ = interp.step(s, E.Digit(clock(9.95), "4"))
+    s2, cmds = interp.step(s, E.InputTimeout(clock(10.0), s.prompt_id))  # timer started at 4 s: stale
+    assert s2.node == "main" and s2.digits == "04" and s2.attempts == 0 and cmds == []
+    s3, _ = interp.step(s, E.InputTimeout(clock(16.0), s.prompt_id))  # a real timeout, 6 s after the last key
+    assert s3.trace[-1].kind != "timeout-ignored"
+
+
+def test_keys_that_are_not_phone_keys_are_refused(clock):
+    tree = tree_of(INPUT)
+    interp, s, _ = begin(tree, clock)
+    s2, cmds = interp.step(s, E.Digit(clock(1), "０"))  # a full-width zero
+    assert cmds == [] and s2.digits == "" and s2.trace[-1].detail["reason"] == "not a phone key"
+
+
+def test_type_ahead_keys_are_traced_without_their_value(clock):
+    tree = tree_of("""
+  hello:
+    type: say
+    text: {en: "Welcome.", es: "Bienvenido."}
+    next: main
+""" + INPUT, start="hello")
+    interp, s, _ = begin(tree, clock)
+    for i, d in enumerate("0412"):
+        s, _ = interp.step(s, E.Digit(clock(0.2 + i * 0.1), d))
+    assert s.node == "main" and s.digits == "0412"
+    assert "'0'" not in repr(s.trace) and "'4'" not in repr(s.trace)
+    assert [e.detail.get("key") for e in s.trace if e.kind == "key"] == ["•"] * 4
+
+
+def test_hook_error_text_stays_out_of_the_trace(clock):
+    tree = tree_of(LOOKUP)
+    interp, s, _ = begin(tree, clock)
+    s, _ = interp.step(s, E.HookResult(clock(1), s.request_id, False, error="no patient with dob 04121980"))
+    failed = next(e for e in s.trace if e.kind == "hook-failed")
+    assert "04121980" not in repr(s.trace) and failed.detail["error"] == "failed"
+
+
+def test_date_of_birth_input_is_sensitive_by_default(clock):
+    tree = tree_of(INPUT.replace("    sensitive: true\n", ""))
+    interp, s, _ = begin(tree, clock)
+    s, _ = press(interp, s, clock, "04121980")
+    assert "dob" in s.sensitive and "04121980" not in repr(s.trace)
+
+
+@pytest.mark.parametrize("number", ["911", "9911", "+44999", "123"])
+def test_callback_never_to_an_emergency_or_short_number(clock, number):
+    tree = tree_of(QUEUE.replace("    number: caller\n", "").replace("    queue: scheduling\n    no_number: vm",
+                                                                          "    queue: scheduling\n    number: caller\n    no_number: vm"))
+    interp, s, _ = begin(tree, clock, caller=number)
+    s, cmds = interp.step(s, E.Digit(clock(5), "1"))
+    assert not any(isinstance(c, C.RequestCallback) for c in cmds) and s.node == "vm"

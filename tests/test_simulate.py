@@ -123,3 +123,26 @@ def test_describe_outcome_lines(sim):
 def test_unknown_queue_outcome_is_a_clear_error(sim):
     with pytest.raises(ValueError, match="unknown queue outcome"):
         run(sim, "3 1", queue_outcomes={"billing": "maybe"})
+
+
+def test_type_ahead_into_a_date_of_birth_is_masked_in_the_transcript(sim):
+    res = run(sim, "1 !204121980#", hooks={"find_appointment": {"date": "D", "id": "1"}})
+    presses = [ln.text for ln in res.lines if ln.kind == "press"]
+    assert presses[1].startswith("••••") and "(sensitive)" in presses[1]
+    assert "0412" not in "\n".join(ln.text for ln in res.lines)
+    assert "appointment_found" in visited(res)  # the keys still worked
+
+
+@pytest.mark.parametrize("value", [None, ["date"], "Dec 3"])
+def test_hook_returning_something_else_than_a_dict_takes_the_fallback(sim, value):
+    res = run(sim, "1 2 04121980#", hooks={"find_appointment": lambda args: value})
+    assert "appointment_not_found" in visited(res)
+
+
+def test_key_scripts_refuse_what_a_keypad_cannot_send():
+    from ivr.simulate import parse_keys
+
+    assert parse_keys("1 !0 . h 04121980#") == ["1", "!0", ".", "h", "04121980#"]
+    for bad in ("O4", "１", "1-2", "!"):
+        with pytest.raises(ValueError, match="not valid"):
+            parse_keys(bad)

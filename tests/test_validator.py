@@ -969,3 +969,114 @@ def test_json_output_of_a_waived_lint() -> None:
     assert data["waived"] == reason
     assert data["path"] == "nodes.main"
     assert data["line"] == line_of(text, "  main:")
+
+
+# ---------------------------------------------------------------- review regressions
+
+
+def test_many_errors_of_different_stages_in_one_run() -> None:
+    text = edit(BASE, "timezone: America/New_York\n", "timezone: America/New_Yrok\n")
+    text = edit(text, '    to: "+15550100200"\n', '    to: "9-1-1"\n')
+    text = edit(text, '      "3": goodbye\n', '      "3": goodby\n      "12": goodbye\n')
+    _, diags = check(text)
+    ids = {d.id for d in diags}
+    assert {"E-SCHEMA", "E-EMERGENCY-DIAL", "W-CHECKS-WAITING"} <= ids
+    zone = next(d for d in diags if format_path(d.path) == "timezone")
+    assert "did you mean 'America/New_York'" in zone.message
+
+
+def test_bad_regex_in_a_branch_is_a_load_error() -> None:
+    text = edit(BASE, "      - when: {open: office}\n", '      - when: {caller: {matches: "+1555.*"}}\n')
+    tree, diags = check(text)
+    assert tree is None
+    d = next(d for d in diags if d.id == "E-SCHEMA")
+    assert "not a valid regular expression" in d.message and d.line == line_of(text, "matches:")
+
+
+def test_person_key_must_lead_to_a_person() -> None:
+    text = edit(BASE, "  target: front_desk\n", "  target: main\n")
+    _, diags = check(text)
+    d = only(diags, "E-HUMAN-TARGET")
+    assert "not to a person" in d.message and format_path(d.path) == "human.target"
+
+
+def test_silent_caller_loop_is_an_error() -> None:
+    text = edit(BASE, "    no_input: {next: human}\n", "    no_input: {next: main}\n")
+    _, diags = check(text)
+    assert any(d.id == "E-SILENT-LOOP" for d in diags), [d.render() for d in diags]
+
+
+def test_time_to_person_walk_is_not_exponential() -> None:
+    # 40 two-way branches in a row: 2**40 paths if walked one by one
+    chain = "".join(f"""
+  b{i}:
+    type: branch
+    cases:
+      - when: {{open: office}}
+        next: b{i + 1}
+    default: b{i + 1}
+""" for i in range(40))
+    text = edit(BASE, "start: notice", "start: b0") + ""
+    text = text.replace("nodes:\n", "nodes:\n" + chain.replace("next: b40", "next: notice").replace("default: b40", "default: notice"), 1)
+    tree, diags = check(text)
+    assert tree is not None, [d.render() for d in diags if d.blocking]
+
+
+def test_tree_with_no_early_person_path_fires_the_lint() -> None:
+    text = edit(BASE, "start: notice", "start: goodbye")
+    _, diags = check(text)
+    lint = next(d for d in diags if d.id == "L-TIME-TO-HUMAN")
+    assert "no path from the start" in lint.message
+
+
+def test_input_marked_not_sensitive_for_a_date_of_birth_warns() -> None:
+    text = edit(BASE, "nodes:\n", """nodes:
+  dob:
+    type: input
+    prompt: "Date of birth, then pound."
+    variable: dob
+    max_length: 8
+    validate: {kind: date_of_birth}
+    sensitive: false
+    no_input: {next: human}
+    invalid: {next: human}
+    next: main
+""")
+    _, diags = check(text)
+    d = next(d for d in diags if d.id == "W-INPUT-NOT-SENSITIVE")
+    assert format_path(d.path) == "nodes.dob.sensitive"
+
+
+@pytest.mark.parametrize("number", ["9911", "9,911", "+1911", "1-911", "+44999", "tel:112", "PJSIP/911@trunk"])
+def test_emergency_numbers_behind_prefixes_are_caught(number: str) -> None:
+    text = edit(BASE, '    to: "+15550100200"\n', f'    to: "{number}"\n')
+    _, diags = check(text)
+    assert any(d.id == "E-EMERGENCY-DIAL" for d in diags)
+
+
+@pytest.mark.parametrize("number", ["PJSIP/101", "+15550100911", "988", "client:nurse"])
+def test_extensions_and_long_numbers_are_not_emergencies(number: str) -> None:
+    text = edit(BASE, '    to: "+15550100200"\n', f'    to: "{number}"\n')
+    _, diags = check(text)
+    assert not any(d.id == "E-EMERGENCY-DIAL" for d in diags)
+
+
+def test_self_referencing_alias_is_a_diagnostic() -> None:
+    tree, diags = check("name: &a {x: *a}\n")
+    assert tree is None and diags[0].id == "E-YAML-SYNTAX" and "refers to itself" in diags[0].message
+
+
+def test_time_to_person_counts_what_follows_a_queue_closed_by_its_hours() -> None:
+    long_notice = "We are closed right now and nobody can take your call at this moment. " * 4
+    text = edit(BASE, "    fallback: {default: nurse_line}\n", "    fallback: {default: closed_msg}\n")
+    text = text.replace("  nurse_line:\n", f"""  closed_msg:
+    type: say
+    barge_in: false
+    text: "{long_notice.strip()}"
+    next: nurse_line
+  nurse_line:
+""", 1)
+    text = edit(text, "start: notice", "start: front_desk")
+    tree, diags = check(text)
+    lint = next(d for d in diags if d.id == "L-TIME-TO-HUMAN")  # the queue alone would have said 0 s
+    assert "front_desk -> closed_msg -> nurse_line" in lint.message

@@ -159,9 +159,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rate = results[name]
         ratio = rate / results["baseline"]
         print(f"  {name:<12} {rate:>10,.0f} calls/s  [{results[name + '_median']:>9,.0f}]   {ratio:6.3f} x baseline")
-    verdict = "MET" if results["simulator"] >= 5000 else "NOT MET"
-    print(f"  target 5,000 complete simulated calls/s on one core: {verdict} "
-          f"(simulator {results['simulator']:,.0f}/s; interpreter alone {results['interpreter']:,.0f}/s)")
+    def verdict(rate: float) -> str:
+        return "met" if rate >= 5000 else "NOT met"
+
+    print("  target 5,000 complete simulated calls/s on one core:")
+    print(f"    pure interpreter, whole calls from answer to end:            {results['interpreter']:>7,.0f}/s  "
+          f"{verdict(results['interpreter'])}")
+    print(f"    ivr simulate's full adapter (virtual clock, timers, script): {results['simulator']:>7,.0f}/s  "
+          f"{verdict(results['simulator'])}")
     return results
 
 

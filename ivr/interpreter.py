@@ -98,7 +98,26 @@ class CallState(NamedTuple):
         return self.phase == "ended"
 
 
-_FIELD_INDEX = {name: i for i, name in enumerate(CallState._fields)}
+# Index of each CallState field, for _Step.v (checked against CallState._fields below).
+_F_call_id = 0
+_F_started_at = 1
+_F_caller = 2
+_F_language = 3
+_F_node = 4
+_F_phase = 5
+_F_vars = 6
+_F_sensitive = 7
+_F_digits = 8
+_F_swallow = 9
+_F_last_key_at = 10
+_F_attempts = 11
+_F_prompt_id = 12
+_F_request_id = 13
+_F_ticket = 14
+_F_trace = 15
+_F_outcome = 16
+_F_now = 17
+assert all(globals()["_F_" + name] == i for i, name in enumerate(CallState._fields)), "update the _F_ constants"
 _tuple_new = tuple.__new__
 
 
@@ -110,35 +129,30 @@ def mask_number(number: str | None) -> str:
 
 
 class _Step:
-    """Mutable scratch for one step; frozen into a new CallState at the end."""
+    """Scratch for one step: a list copy of the state, edited in place, frozen into a new CallState at the end.
 
-    __slots__ = ("tree", "s", "cmds", "trace", "changes", "at")
+    Fields are addressed by index constants (``st.v[_F_phase]``): on this project's machines a method call
+    per field read cost more than the rest of a typical step.
+    """
+
+    __slots__ = ("tree", "s", "v", "cmds", "trace", "at")
 
     def __init__(self, tree: CallTree, state: CallState, at: datetime) -> None:
         self.tree = tree
         self.s = state
+        self.v = list(state)
+        self.v[_F_now] = at
         self.cmds: list[Any] = []
         self.trace: list[TraceEntry] = []
-        self.changes: dict[str, Any] = {"now": at}
         self.at = at
-
-    # state access through pending changes
-    def get(self, name: str) -> Any:
-        return self.changes[name] if name in self.changes else getattr(self.s, name)
-
-    def set(self, **kw: Any) -> None:
-        self.changes.update(kw)
 
     def log(self, node: str, kind: str, /, **detail: Any) -> None:
         self.trace.append(_tuple_new(TraceEntry, (self.at, node, kind, detail)))  # skips NamedTuple's Python __new__
 
     def finish(self) -> tuple[CallState, list[Any]]:
         if self.trace:
-            self.changes["trace"] = self.s.trace + tuple(self.trace)
-        values = list(self.s)
-        for name, value in self.changes.items():
-            values[_FIELD_INDEX[name]] = value
-        return _tuple_new(CallState, values), self.cmds
+            self.v[_F_trace] = self.s.trace + tuple(self.trace)
+        return _tuple_new(CallState, self.v), self.cmds
 
 
 class Interpreter:
@@ -222,7 +236,8 @@ class Interpreter:
             if target == HUMAN:
                 target = self.spec.human.target
             node = self.nodes[target]
-            st.set(node=target, attempts=0)
+            st.v[_F_node] = target
+            st.v[_F_attempts] = 0
             st.log(target, "enter", type=node.type)
             nxt = self._enter(st, target, node)
             if nxt is None:
@@ -245,7 +260,7 @@ class Interpreter:
                 # before it stay buffered and take effect at the next menu, after the notice has played.
                 self._play(st, nid, parts, barge_in=False, stable=True)
                 return None
-            if node.barge_in and st.get("digits"):
+            if node.barge_in and st.v[_F_digits]:
                 st.log(nid, "skipped", reason="barge-in")
                 return node.next
             self._play(st, nid, parts, barge_in=node.barge_in, stable=True)
@@ -256,7 +271,7 @@ class Interpreter:
             return self._input_start(st, nid, node)
         if isinstance(node, BranchNode):
             for i, case in enumerate(node.cases):
-                if evaluate(case.when, self.tree, st.get("vars"), st.get("language"), st.s.caller, st.at):
+                if evaluate(case.when, self.tree, st.v[_F_vars], st.v[_F_language], st.s.caller, st.at):
                     st.log(nid, "branch", case=i, next=case.next)
                     return case.next
             st.log(nid, "branch", case="default", next=node.default)
@@ -269,7 +284,7 @@ class Interpreter:
         if isinstance(node, HangupNode):
             if node.prompt:
                 self._play(st, nid, node.prompt, barge_in=False)
-                st.set(phase="ending")
+                st.v[_F_phase] = "ending"
                 return None
             self._hangup_node(st, nid, node.outcome)
             return None
@@ -278,7 +293,7 @@ class Interpreter:
         if isinstance(node, TransferNode):
             st.log(nid, "transfer", to=node.label or node.to)
             st.cmds.append(C.Transfer(to=node.to, label=node.label, timeout=node.timeout))
-            st.set(phase="transfer")
+            st.v[_F_phase] = "transfer"
             return None
         if isinstance(node, RecordNode):
             if node.prompt:
@@ -289,12 +304,12 @@ class Interpreter:
         if isinstance(node, CallbackNode):
             return self._callback(st, nid, node)
         if isinstance(node, SmsNode):
-            to = st.s.caller if node.to == "caller" else st.get("vars").get(node.to)
+            to = st.s.caller if node.to == "caller" else st.v[_F_vars].get(node.to)
             if to:
-                template = self.tree.pick(node.text, st.get("language"))
-                text = self._render(template, st.get("vars"))
-                shown = self._masked(template, st.get("vars"), st.get("sensitive"))
-                st.cmds.append(C.SendSms(to=str(to), text=text, language=st.get("language"), shown=shown))
+                template = self.tree.pick(node.text, st.v[_F_language])
+                text = self._render(template, st.v[_F_vars])
+                shown = self._masked(template, st.v[_F_vars], st.v[_F_sensitive])
+                st.cmds.append(C.SendSms(to=str(to), text=text, language=st.v[_F_language], shown=shown))
                 st.log(nid, "sms", to=mask_number(str(to)), chars=len(text))
             else:
                 st.log(nid, "sms", skipped="no number")
@@ -303,10 +318,11 @@ class Interpreter:
             self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
             return None
         if isinstance(node, LookupNode):
-            rid = st.get("request_id") + 1
-            vars_ = st.get("vars")
+            rid = st.v[_F_request_id] + 1
+            vars_ = st.v[_F_vars]
             args = {k: self._render(v, vars_) for k, v in node.args.items()}
-            st.set(request_id=rid, phase="lookup")
+            st.v[_F_request_id] = rid
+            st.v[_F_phase] = "lookup"
             st.cmds.append(C.CallHook(request_id=rid, hook=node.hook, args=args, timeout=node.timeout))
             st.log(nid, "hook", hook=node.hook, request_id=rid)
             return None
@@ -317,10 +333,10 @@ class Interpreter:
     def _play(self, st: _Step, nid: str, parts: Any, *, barge_in: bool, collect: C.Collect | None = None,
               stable: bool = False) -> None:
         """Play ``parts``. ``stable``: the parts list belongs to the tree, so its rendered items may be cached."""
-        pid = st.get("prompt_id") + 1
+        pid = st.v[_F_prompt_id] + 1
         items = None
         if stable:
-            key = (id(parts), st.get("language"))
+            key = (id(parts), st.v[_F_language])
             items = self._prompt_cache.get(key)
             if items is None:
                 items = tuple(self._items(st, parts))
@@ -329,13 +345,14 @@ class Interpreter:
                     self._prompt_cache[key] = items  # every item was cacheable: no variables anywhere in it
         else:
             items = tuple(self._items(st, parts))
-        st.set(prompt_id=pid, phase="prompt")
+        st.v[_F_prompt_id] = pid
+        st.v[_F_phase] = "prompt"
         st.cmds.append(C.PlayPrompt(prompt_id=pid, items=items, barge_in=barge_in, collect=collect))
 
     def _items(self, st: _Step, parts: Any) -> list[C.PromptItem]:
-        lang = st.get("language")
-        vars_ = st.get("vars")
-        sens = st.get("sensitive")
+        lang = st.v[_F_language]
+        vars_ = st.v[_F_vars]
+        sens = st.v[_F_sensitive]
         cache = self._item_cache
         out: list[C.PromptItem] = []
         for p in parts:
@@ -369,7 +386,7 @@ class Interpreter:
         return _TEMPLATE.sub(lambda m: REDACTED if m.group(1) in sensitive else str(vars_.get(m.group(1), "")), template)
 
     def _text(self, st: _Step, text: dict[str, str]) -> str:
-        return self._render(self.tree.pick(text, st.get("language")), st.get("vars"))
+        return self._render(self.tree.pick(text, st.v[_F_language]), st.v[_F_vars])
 
     @staticmethod
     def _render(template: str, vars_: dict[str, Any]) -> str:
@@ -390,9 +407,9 @@ class Interpreter:
         return col
 
     def _menu_start(self, st: _Step, nid: str, node: MenuNode) -> str | None:
-        buffered = st.get("digits")
+        buffered = st.v[_F_digits]
         if buffered:
-            st.set(digits=buffered[1:])
+            st.v[_F_digits] = buffered[1:]
             st.log(nid, "key", key=buffered[0], barge_in=True)
             return self._menu_key(st, nid, node, buffered[0])
         self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
@@ -411,42 +428,42 @@ class Interpreter:
         return self._failed(st, nid, node, "invalid")
 
     def _input_start(self, st: _Step, nid: str, node: InputNode) -> str | None:
-        buffered = st.get("digits")
-        st.set(digits="")
+        buffered = st.v[_F_digits]
+        st.v[_F_digits] = ""
         self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
         if buffered:  # keys typed ahead during an earlier prompt count as the start of the entry
-            st.cmds.append(C.StopPrompt(st.get("prompt_id")))
-            st.set(phase="collect")
+            st.cmds.append(C.StopPrompt(st.v[_F_prompt_id]))
+            st.v[_F_phase] = "collect"
             for d in buffered:
                 st.log(nid, "key", key=MASK if node.is_sensitive else d, barge_in=True)
                 nxt = self._input_key(st, nid, node, d)
-                if nxt is not None or st.get("node") != nid:
+                if nxt is not None or st.v[_F_node] != nid:
                     return nxt
         return None
 
     def _input_key(self, st: _Step, nid: str, node: InputNode, key: str) -> str | None:
         human = self.spec.human
-        digits = st.get("digits")
+        digits = st.v[_F_digits]
         if key == human.input_key and human.enabled and node.human and key != node.terminator and not digits:
             st.log(nid, "human", key=key)
             return HUMAN
         if node.terminator is not None and key == node.terminator:
             return self._input_done(st, nid, node, digits)
         if not key.isdigit():  # * (or # without a terminator) part-way through: start the entry over
-            st.set(digits="")
+            st.v[_F_digits] = ""
             st.log(nid, "cleared", key=key)
             return None
         digits += key
-        st.set(digits=digits)
+        st.v[_F_digits] = digits
         if len(digits) >= node.max_length:
             nxt = self._input_done(st, nid, node, digits)
             if node.terminator:
-                st.set(swallow=node.terminator)
+                st.v[_F_swallow] = node.terminator
             return nxt
         return None
 
     def _input_done(self, st: _Step, nid: str, node: InputNode, digits: str) -> str | None:
-        st.set(digits="")
+        st.v[_F_digits] = ""
         if not digits:
             return self._failed(st, nid, node, "no_input")
         problem = None
@@ -458,21 +475,21 @@ class Interpreter:
         if problem:
             st.log(nid, "rejected", entered=shown, length=len(digits), reason=problem)
             return self._failed(st, nid, node, "invalid")
-        vars_ = dict(st.get("vars"))
+        vars_ = dict(st.v[_F_vars])
         vars_[node.variable] = digits
-        st.set(vars=vars_)
+        st.v[_F_vars] = vars_
         if node.is_sensitive:
-            st.set(sensitive=st.get("sensitive") | {node.variable})
+            st.v[_F_sensitive] = st.v[_F_sensitive] | {node.variable}
         st.log(nid, "input", variable=node.variable, value=shown, length=len(digits))
         return node.next
 
     def _failed(self, st: _Step, nid: str, node: Any, why: str) -> str | None:
         """No input or invalid input: retry with the handler's prompt, or leave by the handler's ``next``."""
-        attempts = st.get("attempts") + 1
+        attempts = st.v[_F_attempts] + 1
         handler = getattr(node, why, None)
         st.log(nid, why, attempt=attempts)
         if attempts <= node.retries:
-            st.set(attempts=attempts)
+            st.v[_F_attempts] = attempts
             retry = handler.prompt if handler is not None else ()
             parts = list(node.prompt) if isinstance(node, SurveyNode) else list(retry) + list(node.prompt)
             self._play(st, nid, parts, barge_in=True, collect=self._collect_for(nid, node))
@@ -483,7 +500,8 @@ class Interpreter:
         if handler is not None and handler.prompt:
             # Say the handler's last words, then move on when the prompt ends.
             self._play(st, nid, handler.prompt, barge_in=False)
-            st.set(phase="leaving", vars={**st.get("vars"), "_leave_to": target})
+            st.v[_F_phase] = "leaving"
+            st.v[_F_vars] = {**st.v[_F_vars], "_leave_to": target}
             return None
         return target
 
@@ -494,9 +512,9 @@ class Interpreter:
         if digit not in DTMF_KEYS:  # an adapter passed something that is not a phone key
             st.log(s.node, "key-ignored", reason="not a phone key")
             return
-        st.set(last_key_at=st.at)
+        st.v[_F_last_key_at] = st.at
         if s.swallow:
-            st.set(swallow="")
+            st.v[_F_swallow] = ""
             if digit == s.swallow and s.now is not None and (st.at - s.now).total_seconds() <= SWALLOW_SECONDS:
                 st.log(s.node, "key-ignored", key=digit, reason="terminator after a complete entry")
                 return
@@ -504,7 +522,7 @@ class Interpreter:
             if isinstance(node, (MenuNode, InputNode, SurveyNode)):
                 if phase == "prompt":
                     st.cmds.append(C.StopPrompt(s.prompt_id))
-                    st.set(phase="collect")
+                    st.v[_F_phase] = "collect"
                 if isinstance(node, MenuNode):
                     st.log(s.node, "key", key=digit)
                     nxt = self._menu_key(st, s.node, node, digit)
@@ -519,7 +537,7 @@ class Interpreter:
                 return
             if isinstance(node, (SayNode, PlayNode)) and node.barge_in and s.node != self.spec.emergency_notice:
                 st.cmds.append(C.StopPrompt(s.prompt_id))
-                st.set(digits=s.digits + digit)
+                st.v[_F_digits] = s.digits + digit
                 # The key's value is traced where it is used: it may be the first digit of a date of birth.
                 st.log(s.node, "type-ahead")
                 self._goto(st, node.next)
@@ -537,7 +555,7 @@ class Interpreter:
 
     def _survey_key(self, st: _Step, nid: str, node: SurveyNode, key: str) -> str | None:
         if key in "12345":
-            st.set(vars={**st.get("vars"), node.variable: int(key)})
+            st.v[_F_vars] = {**st.v[_F_vars], node.variable: int(key)}
             st.log(nid, "survey", rating=int(key))
             return node.next
         return self._failed(st, nid, node, "invalid")
@@ -548,7 +566,7 @@ class Interpreter:
         if s.phase == "leaving":
             vars_ = dict(s.vars)
             target = vars_.pop("_leave_to")
-            st.set(vars=vars_)
+            st.v[_F_vars] = vars_
             self._goto(st, target)
         elif s.phase == "ending":
             self._hangup_node(st, s.node, node.outcome if isinstance(node, HangupNode) else "hangup")
@@ -556,7 +574,7 @@ class Interpreter:
             if isinstance(node, (SayNode, PlayNode)):
                 self._goto(st, node.next)
             elif isinstance(node, (MenuNode, InputNode, SurveyNode)):
-                st.set(phase="collect")
+                st.v[_F_phase] = "collect"
             elif isinstance(node, RecordNode):
                 self._record_start(st, s.node, node)
             elif isinstance(node, CallbackNode):
@@ -577,12 +595,12 @@ class Interpreter:
     # ------------------------------------------------------------------ variables
 
     def _set_vars(self, st: _Step, nid: str, values: dict[str, Any]) -> None:
-        vars_ = dict(st.get("vars"))
+        vars_ = dict(st.v[_F_vars])
         for k, v in values.items():
             vars_[k] = self._render(v, vars_) if isinstance(v, str) else v
-        st.set(vars=vars_)
+        st.v[_F_vars] = vars_
         if "language" in values and vars_["language"] in self.spec.languages:
-            st.set(language=vars_["language"])
+            st.v[_F_language] = vars_["language"]
         st.log(nid, "set", names=sorted(values))
 
     # ------------------------------------------------------------------ queue, agent, transfer, record, callback, hook
@@ -593,11 +611,12 @@ class Interpreter:
             return node.fallback.target("closed")
         lang = node.requirements.language
         if lang is not None:
-            lang = self._render(lang, st.get("vars")) or None
+            lang = self._render(lang, st.v[_F_vars]) or None
         skills = tuple(sorted(node.requirements.skills.items()))
-        old = st.get("ticket")
+        old = st.v[_F_ticket]
         since = old.since if old is not None and old.queue == node.queue else st.at
-        st.set(phase="queue", ticket=QueueTicket(node.queue, since, skills, lang, node.priority))
+        st.v[_F_phase] = "queue"
+        st.v[_F_ticket] = QueueTicket(node.queue, since, skills, lang, node.priority)
         st.cmds.append(C.Enqueue(queue=node.queue, skills=skills, language=lang, priority=node.priority,
                                  max_wait=node.max_wait, announce=node.announce, hold_music=node.hold_music,
                                  keys=tuple(node.keys)))
@@ -611,13 +630,13 @@ class Interpreter:
             return
         target = node.fallback.target(ev.outcome)
         st.log(st.s.node, "queue-failed", outcome=ev.outcome, next=target)
-        st.set(outcome=None)
+        st.v[_F_outcome] = None
         self._goto(st, target or HUMAN)
 
     def _on_agent(self, st: _Step, ev: E.AgentConnected) -> None:
         if st.s.phase != "queue":
             return
-        st.set(phase="agent")
+        st.v[_F_phase] = "agent"
         st.log(st.s.node, "agent", agent=ev.agent_id, why=ev.explanation)
         ticket = st.s.ticket
         waited = (ev.at - ticket.since).total_seconds() if ticket else 0.0
@@ -631,8 +650,8 @@ class Interpreter:
         if isinstance(node, QueueNode) and node.after_call:
             prev = st.s.outcome
             self._goto(st, node.after_call)
-            if st.get("outcome") is None or st.get("outcome") is prev:
-                st.set(outcome=prev)
+            if st.v[_F_outcome] is None or st.v[_F_outcome] is prev:
+                st.v[_F_outcome] = prev
         else:
             st.cmds.append(C.HangupCall("agent-ended"))
             self._end(st, "agent", st.s.node, keep=True)
@@ -653,7 +672,7 @@ class Interpreter:
             self._end(st, "error", st.s.node, reason="transfer failed")
 
     def _record_start(self, st: _Step, nid: str, node: RecordNode) -> None:
-        st.set(phase="record")
+        st.v[_F_phase] = "record"
         st.cmds.append(C.Record(max_length=node.max_length, retention=node.retention, mailbox=node.mailbox,
                                 beep=node.beep, finish_key=node.finish_key, kind=node.type))
         st.log(nid, "record", kind=node.type, max_length=node.max_length, retention=node.retention)
@@ -668,15 +687,15 @@ class Interpreter:
         self._goto(st, node.next)
 
     def _callback(self, st: _Step, nid: str, node: CallbackNode) -> str | None:
-        number = st.s.caller if node.number == "caller" else st.get("vars").get(node.number)
+        number = st.s.caller if node.number == "caller" else st.v[_F_vars].get(node.number)
         if not number or is_emergency_number(str(number)) or sum(ch.isdigit() for ch in str(number)) < 7:
             st.log(nid, "callback", skipped="no usable number")
             return node.no_number or HUMAN
-        ticket = st.get("ticket")
+        ticket = st.v[_F_ticket]
         same = ticket is not None and ticket.queue == node.queue
         since = ticket.since if same else st.at
         st.cmds.append(C.RequestCallback(queue=node.queue, number=str(number), keep_place_since=since,
-                                         skills=ticket.skills if same else (), language=ticket.language if same else st.get("language"),
+                                         skills=ticket.skills if same else (), language=ticket.language if same else st.v[_F_language],
                                          priority=ticket.priority if same else 0))
         st.log(nid, "callback", queue=node.queue, number=mask_number(str(number)), kept_place=same)
         self._set_outcome(st, "callback", nid, queue=node.queue, since=since.isoformat())
@@ -699,12 +718,12 @@ class Interpreter:
             st.log(st.s.node, "hook-failed", hook=node.hook, error=f"result lacks {', '.join(missing)}")
             self._goto(st, node.fallback)
             return
-        vars_ = dict(st.get("vars"))
+        vars_ = dict(st.v[_F_vars])
         for var, fld in node.into.items():
             vars_[var] = ev.values[fld]
-        st.set(vars=vars_)
+        st.v[_F_vars] = vars_
         if node.sensitive and node.into:
-            st.set(sensitive=st.get("sensitive") | set(node.into))
+            st.v[_F_sensitive] = st.v[_F_sensitive] | set(node.into)
         st.log(st.s.node, "hook-ok", hook=node.hook, names=sorted(node.into))
         self._goto(st, node.next)
 
@@ -737,19 +756,19 @@ class Interpreter:
             self._end(st, "hangup", s.node, outcome="caller hung up in IVR")
 
     def _set_outcome(self, st: _Step, kind: str, nid: str, **detail: Any) -> None:
-        st.set(outcome=Outcome(kind, nid, st.at, detail))
+        st.v[_F_outcome] = Outcome(kind, nid, st.at, detail)
 
     def _end(self, st: _Step, kind: str, nid: str, keep: bool = False, **detail: Any) -> None:
-        if not (keep and st.get("outcome") is not None):
+        if not (keep and st.v[_F_outcome] is not None):
             self._set_outcome(st, kind, nid, **detail)
-        st.set(phase="ended")
-        st.log(nid, "end", outcome=st.get("outcome").kind)
+        st.v[_F_phase] = "ended"
+        st.log(nid, "end", outcome=st.v[_F_outcome].kind)
 
     def _hangup_node(self, st: _Step, nid: str, outcome: str) -> None:
         """A goodbye after the call achieved something (agent, callback, message) keeps that outcome."""
-        prev = st.get("outcome")
+        prev = st.v[_F_outcome]
         if prev is not None and prev.kind in ACHIEVED:
-            st.set(outcome=Outcome(prev.kind, prev.node, prev.at, {**prev.detail, "outcome": outcome}))
+            st.v[_F_outcome] = Outcome(prev.kind, prev.node, prev.at, {**prev.detail, "outcome": outcome})
             self._end(st, prev.kind, nid, keep=True)
         else:
             self._end(st, "hangup", nid, outcome=outcome)

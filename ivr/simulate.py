@@ -305,6 +305,15 @@ class CallSimulator:
 
     def _seconds(self, items: tuple[Any, ...]) -> float:
         """How long a prompt plays. Items without variables are shared objects: remember their length."""
+        hit = self._durations.get(id(items))
+        if hit is not None and hit[0] is items:  # a whole prompt the interpreter caches: one lookup
+            return hit[1]
+        total = self._item_seconds(items)
+        if len(self._durations) < 50_000:
+            self._durations[id(items)] = (items, total)
+        return total
+
+    def _item_seconds(self, items: tuple[Any, ...]) -> float:
         total = 0.0
         cache = self._durations
         for item in items:

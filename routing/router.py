@@ -1,0 +1,567 @@
+"""Skill-based routing: a pure decision engine over an in-memory index.
+
+Every method takes the current time and returns decisions (:mod:`routing.model`);
+nothing here does I/O or reads a clock. The same router runs behind Asterisk,
+Twilio, ``ivr simulate`` and the day simulator; a service layer persists its
+decisions through the store's single writer.
+
+Rules, in the order they apply:
+
+- A waiting call's requirements come from the tree (its skills, language) or
+  the queue; the queue's ``steps`` relax them as the caller waits (by time since
+  the caller's place in line began, which ring-no-answer, overflow and callbacks
+  keep).
+- A new or relaxed call goes to the best *available* eligible agent by the
+  queue's strategy: longest idle (default), most skilled, fewest calls, round robin.
+- An agent who becomes free takes, across all queues, the call it is eligible
+  for with the highest priority, then the longest wait: fair across queues.
+- Ring-no-answer puts the call back in its place and the agent back to ready
+  (keeping their idle place), or not ready after ``max_no_answer`` misses in a row.
+- Every offer records why: the step, the requirements, how many agents were
+  eligible, and the rule that picked this one (``explain``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from agents.roster import AgentSpec
+from agents.state import AgentState, IllegalTransition, Status, UnknownAgent, missed_offer, transition
+from ivr.errors import IvrError
+from routing.model import (
+    AgentChanged, CallLeft, CallQueued, Decision, Offer, Overflowed, QueueFailed, Reservation, WaitingCall,
+)
+from routing.queues import QueueSpec
+
+DEFAULT_HANDLE_SECONDS = 180.0  # assumed talk + wrap-up before a queue has history
+EWMA = 0.2  # weight of the newest handle time in the running average
+
+
+class UnknownCall(IvrError):
+    error_id = "E-ROUTING-UNKNOWN-CALL"
+
+
+class UnknownQueue(IvrError):
+    error_id = "E-ROUTING-UNKNOWN-QUEUE"
+
+
+def _ts(at: datetime | None) -> float:
+    return at.timestamp() if at is not None else 0.0
+
+
+class Router:
+    """Matches waiting calls with agents. Not thread-safe: one owner applies events in order."""
+
+    def __init__(self, queues: dict[str, QueueSpec], roster: Iterable[AgentSpec]) -> None:
+        self.queues = dict(queues)
+        self.roster: dict[str, AgentSpec] = {a.id: a for a in roster}
+        self.order = {aid: i for i, aid in enumerate(self.roster)}  # roster order, for round robin
+        self.agents: dict[str, AgentState] = {aid: AgentState(aid) for aid in self.roster}
+        self.calls: dict[str, WaitingCall] = {}
+        self.lines: dict[str, list[tuple[int, float, int, str]]] = {q: [] for q in self.queues}
+        self.reservations: dict[str, Reservation] = {}
+        self.reserved_agent: dict[str, str] = {}  # agent -> call
+        self.missed_by: dict[str, set[str]] = {}  # call -> agents that let it ring out
+        self.explanations: dict[str, list[dict[str, Any]]] = {}
+        self.handle_seconds: dict[str, float] = {q: DEFAULT_HANDLE_SECONDS for q in self.queues}
+        self.call_started: dict[str, tuple[str, datetime]] = {}  # agent -> (queue, answered at)
+        self.rr_next: dict[str, int] = {q: 0 for q in self.queues}
+        self._seq = itertools.count()
+        self._tseq = itertools.count()
+        self._timers: list[tuple[float, int, str, str, Any]] = []
+        # Ready agents in longest-idle order, overall and per skill (sorted lists of (idle_ts, roster order, id)).
+        self._ready: list[tuple[float, int, str]] = []
+        self._ready_by_skill: dict[str, list[tuple[float, int, str]]] = {}
+
+    # ================================================================== agents
+
+    def login(self, agent_id: str, now: datetime, *, ready: bool = True) -> list[Decision]:
+        """Log an agent in, ready (default) or not ready."""
+        return self._agent_to(agent_id, Status.READY if ready else Status.NOT_READY, now, "login",
+                              reason=None if ready else "other")
+
+    def ready(self, agent_id: str, now: datetime) -> list[Decision]:
+        return self._agent_to(agent_id, Status.READY, now, "ready")
+
+    def pause(self, agent_id: str, reason: str, now: datetime) -> list[Decision]:
+        return self._agent_to(agent_id, Status.NOT_READY, now, "pause", reason=reason)
+
+    def logout(self, agent_id: str, now: datetime) -> list[Decision]:
+        out = self._agent_to(agent_id, Status.LOGGED_OUT, now, "logout")
+        out += self._fail_unservable(now)
+        return out
+
+    def _agent_to(self, agent_id: str, to: Status, now: datetime, cause: str, *, reason: str | None = None) -> list[Decision]:
+        old = self._agent(agent_id)
+        new = transition(old, to, now, reason=reason)
+        out: list[Decision] = [self._set_agent(new, old, cause)]
+        if new.status is Status.READY:
+            out += self._match_agent(agent_id, now)
+        return out
+
+    def _agent(self, agent_id: str) -> AgentState:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise UnknownAgent(f"no agent {agent_id!r} in the roster; check agents.yaml "
+                               "(ids are case-sensitive)", details={"agent": agent_id}) from None
+
+    def _set_agent(self, new: AgentState, old: AgentState, cause: str) -> AgentChanged:
+        """Store the state and keep the ready index in step with it."""
+        self.agents[new.agent_id] = new
+        if old.status is Status.READY:
+            self._index_remove(old)
+        if new.status is Status.READY:
+            self._index_add(new)
+        return AgentChanged(new, old.status.value, cause)
+
+    def _index_key(self, st: AgentState) -> tuple[float, int, str]:
+        return (_ts(st.idle_since), self.order[st.agent_id], st.agent_id)
+
+    def _index_add(self, st: AgentState) -> None:
+        key = self._index_key(st)
+        bisect.insort(self._ready, key)
+        for skill in self.roster[st.agent_id].skills:
+            bisect.insort(self._ready_by_skill.setdefault(skill, []), key)
+
+    def _index_remove(self, st: AgentState) -> None:
+        key = self._index_key(st)
+        _remove(self._ready, key)
+        for skill in self.roster[st.agent_id].skills:
+            _remove(self._ready_by_skill[skill], key)
+
+    # ================================================================== calls
+
+    def enqueue(self, call_id: str, queue: str, now: datetime, *, skills: Iterable[tuple[str, int]] = (),
+                language: str | None = None, priority: int = 0, since: datetime | None = None,
+                preferred_agent: str | None = None, callback_number: str | None = None) -> list[Decision]:
+        """A call joins ``queue``. ``since`` keeps an earlier place in line (a callback for someone who waited)."""
+        spec = self._queue(queue)
+        if call_id in self.calls:
+            raise IvrError(f"call {call_id} is already waiting in {self.calls[call_id].queue}",
+                           details={"call": call_id})
+        if spec.max_length is not None and len(self.lines[queue]) >= spec.max_length:
+            return [QueueFailed(call_id, queue, "full"), CallLeft(call_id, queue, "full", now)]
+        call = WaitingCall(call_id, queue, since or now, next(self._seq), priority, tuple(sorted(skills)), language,
+                           preferred_agent, callback_number, now)
+        if spec.when_nobody_logged_in == "fail" and not self._anyone_could_serve(call):
+            return [QueueFailed(call_id, queue, "no_agents"), CallLeft(call_id, queue, "no_agents", now)]
+        out: list[Decision] = [self._insert(call)]
+        self._arm_call_timers(call, now)
+        out += self._match_call(call_id, now)
+        return out
+
+    def _queue(self, queue: str) -> QueueSpec:
+        try:
+            return self.queues[queue]
+        except KeyError:
+            raise UnknownQueue(f"no queue {queue!r}; define it in queues.yaml (queues: {', '.join(self.queues)})",
+                               details={"queue": queue}) from None
+
+    def _insert(self, call: WaitingCall) -> CallQueued:
+        self.calls[call.call_id] = call
+        bisect.insort(self.lines[call.queue], _line_key(call))
+        return CallQueued(call)
+
+    def _remove_call(self, call_id: str) -> WaitingCall:
+        call = self.calls.pop(call_id)
+        _remove(self.lines[call.queue], _line_key(call))
+        self.missed_by.pop(call_id, None)
+        return call
+
+    def answered(self, call_id: str, now: datetime) -> list[Decision]:
+        """The reserved agent picked up."""
+        res = self._reservation(call_id)
+        agent = self.agents[res.agent_id]
+        new = transition(agent, Status.ON_CALL, now)
+        out: list[Decision] = [self._set_agent(new, agent, "answered")]
+        call = self._remove_call(call_id)
+        self._drop_reservation(call_id)
+        self.call_started[res.agent_id] = (call.queue, now)
+        out.append(CallLeft(call_id, call.queue, "answered", now))
+        return out
+
+    def no_answer(self, call_id: str, now: datetime) -> list[Decision]:
+        """The offer rang out (or the agent declined): the call keeps its place; the agent may be paused."""
+        res = self._reservation(call_id)
+        call = self.calls[call_id]
+        spec = self.queues[call.queue]
+        self._drop_reservation(call_id)
+        agent = self.agents[res.agent_id]
+        new = missed_offer(agent, now, spec.max_no_answer)
+        out: list[Decision] = [self._set_agent(new, agent, "no-answer")]
+        self.calls[call_id] = call._replace(offered_to=None)
+        self.missed_by.setdefault(call_id, set()).add(res.agent_id)
+        out.append(CallQueued(self.calls[call_id]))
+        out += self._match_call(call_id, now)  # another agent first...
+        if new.status is Status.READY and new.agent_id not in self.reserved_agent:
+            out += self._match_agent(new.agent_id, now)  # ...then this agent may take some other call
+        return out
+
+    def abandon(self, call_id: str, now: datetime, *, why: str = "abandoned") -> list[Decision]:
+        """The caller hung up (``abandoned``) or left the queue by a key (``dequeued``)."""
+        if call_id not in self.calls:
+            raise UnknownCall(f"call {call_id} is not waiting in any queue", details={"call": call_id})
+        out: list[Decision] = []
+        res = self.reservations.get(call_id)
+        call = self._remove_call(call_id)
+        if res is not None:
+            self._drop_reservation(call_id)
+            agent = self.agents[res.agent_id]
+            new = transition(agent, Status.READY, now)  # not the agent's fault: no miss counted
+            out.append(self._set_agent(new, agent, "caller-left"))
+        out.append(CallLeft(call_id, call.queue, why, now))
+        if res is not None:
+            out += self._match_agent(res.agent_id, now)
+        return out
+
+    def call_ended(self, agent_id: str, now: datetime) -> list[Decision]:
+        """The conversation ended: the agent goes to wrap-up for the queue's wrap-up time."""
+        agent = self._agent(agent_id)
+        queue, started = self.call_started.pop(agent_id, (None, now))
+        wrap = self.queues[queue].wrap_up if queue in self.queues else 0.0
+        new = transition(agent, Status.WRAP_UP, now)
+        out: list[Decision] = [self._set_agent(new, agent, "call-ended")]
+        if queue in self.queues:
+            talk = (now - started).total_seconds()
+            self.handle_seconds[queue] = (1 - EWMA) * self.handle_seconds[queue] + EWMA * (talk + wrap)
+        self._arm(now + timedelta(seconds=wrap), "wrap", agent_id, now)
+        return out
+
+    # ================================================================== time
+
+    def tick(self, now: datetime) -> list[Decision]:
+        """Apply everything due by ``now``: relaxation steps, ring timeouts, wrap-up ends, max wait, overflow."""
+        out: list[Decision] = []
+        limit = now.timestamp()
+        while self._timers and self._timers[0][0] <= limit:
+            _, _, kind, key, token = heapq.heappop(self._timers)
+            out += self._fire(kind, key, token, now)
+        return out
+
+    def next_wakeup(self) -> datetime | None:
+        """When ``tick`` next has something to do (adapters schedule a timer for it)."""
+        return datetime.fromtimestamp(self._timers[0][0], tz=self._tz) if self._timers else None
+
+    _tz = None  # set from the first datetime seen
+
+    def _arm(self, at: datetime, kind: str, key: str, token: Any) -> None:
+        if self._tz is None:
+            self._tz = at.tzinfo
+        heapq.heappush(self._timers, (at.timestamp(), next(self._tseq), kind, key, token))
+
+    def _arm_call_timers(self, call: WaitingCall, now: datetime) -> None:
+        spec = self.queues[call.queue]
+        start = 0.0
+        for step in spec.steps:
+            if step.preferred_agent and call.preferred_agent:
+                self._arm(call.since + timedelta(seconds=start + step.preferred_agent), "rematch", call.call_id, None)
+            if step.until is not None:
+                self._arm(call.since + timedelta(seconds=step.until), "rematch", call.call_id, None)
+                start = step.until
+        entered = call.entered_queue_at or now
+        if spec.max_wait is not None:
+            self._arm(entered + timedelta(seconds=spec.max_wait), "max_wait", call.call_id, call.queue)
+        if spec.overflow is not None:
+            self._arm(entered + timedelta(seconds=spec.overflow.after), "overflow", call.call_id, call.queue)
+
+    def _fire(self, kind: str, key: str, token: Any, now: datetime) -> list[Decision]:
+        if kind == "ring":
+            res = self.reservations.get(key)
+            if res is not None and res.offered_at == token:
+                return self.no_answer(key, now)
+            return []
+        if kind == "wrap":
+            agent = self.agents.get(key)
+            if agent is not None and agent.status is Status.WRAP_UP:
+                return self._agent_to(key, Status.READY, now, "wrap-up-ended")
+            return []
+        call = self.calls.get(key)
+        if call is None:
+            return []
+        if kind == "rematch":
+            return self._match_call(key, now) if call.offered_to is None else []
+        if kind == "max_wait" and call.queue == token:
+            return self._leave(call, now, "timeout")
+        if kind == "overflow" and call.queue == token and call.offered_to is None:
+            to = self.queues[call.queue].overflow.to  # type: ignore[union-attr]
+            self._remove_call(call.call_id)
+            moved = call._replace(queue=to, entered_queue_at=now)
+            out: list[Decision] = [Overflowed(call.call_id, call.queue, to), self._insert(moved)]
+            self._arm_call_timers(moved, now)
+            return out + self._match_call(call.call_id, now)
+        return []
+
+    def _leave(self, call: WaitingCall, now: datetime, outcome: str) -> list[Decision]:
+        out: list[Decision] = []
+        res = self.reservations.get(call.call_id)
+        if res is not None:  # ringing when the limit hit: let the agent go without a miss
+            self._drop_reservation(call.call_id)
+            agent = self.agents[res.agent_id]
+            out.append(self._set_agent(transition(agent, Status.READY, now), agent, "caller-left"))
+        self._remove_call(call.call_id)
+        out += [QueueFailed(call.call_id, call.queue, outcome), CallLeft(call.call_id, call.queue, outcome, now)]
+        if res is not None:
+            out += self._match_agent(res.agent_id, now)
+        return out
+
+    # ================================================================== matching
+
+    def requirements(self, call: WaitingCall, now: datetime) -> tuple[tuple[tuple[str, int], ...], str | None, int, bool]:
+        """(skills, language, step number from 1, preferred-agent-only) for ``call`` at ``now``."""
+        spec = self.queues[call.queue]
+        waited = (now - call.since).total_seconds()
+        start = 0.0
+        idx = len(spec.steps) - 1
+        for i, step in enumerate(spec.steps):
+            if step.until is None or waited < step.until:
+                idx = i
+                break
+            start = step.until
+        step = spec.steps[idx]
+        base = dict(call.skills) if call.skills else dict(spec.skills)
+        if step.skills is not None:
+            base = dict(step.skills)
+        if step.relax == "all":
+            base = {}
+        elif step.relax:
+            base = {k: max(1, v - step.relax) for k, v in base.items()}
+        language = call.language if step.language == "caller" else None
+        preferred_only = bool(step.preferred_agent and call.preferred_agent
+                              and waited - start < step.preferred_agent)
+        return tuple(sorted(base.items())), language, idx + 1, preferred_only
+
+    def _eligible(self, agent_id: str, skills: tuple[tuple[str, int], ...], language: str | None) -> bool:
+        spec = self.roster[agent_id]
+        have = spec.skills
+        for skill, level in skills:
+            if have.get(skill, 0) < level:
+                return False
+        return language is None or language in spec.languages
+
+    def _anyone_could_serve(self, call: WaitingCall) -> bool:
+        """Is any logged-in agent eligible at the queue's most relaxed step? (Otherwise: no_agents.)"""
+        far = call.since + timedelta(days=3650)
+        skills, language, _, _ = self.requirements(call, far)
+        return any(st.status is not Status.LOGGED_OUT and self._eligible(aid, skills, language)
+                   for aid, st in self.agents.items())
+
+    def _fail_unservable(self, now: datetime) -> list[Decision]:
+        out: list[Decision] = []
+        for call in list(self.calls.values()):
+            if self.queues[call.queue].when_nobody_logged_in == "fail" and call.offered_to is None \
+                    and not self._anyone_could_serve(call):
+                out += self._leave(call, now, "no_agents")
+        return out
+
+    def _match_call(self, call_id: str, now: datetime) -> list[Decision]:
+        """Find an agent for one waiting call; offer it if there is one."""
+        call = self.calls.get(call_id)
+        if call is None or call.offered_to is not None:
+            return []
+        skills, language, step, preferred_only = self.requirements(call, now)
+        pick = self._pick_agent(call, skills, language, preferred_only, now)
+        if pick is None:
+            return []
+        agent_id, rule, eligible = pick
+        return self._offer(call, agent_id, now, step, skills, language, rule, eligible)
+
+    def _pick_agent(self, call: WaitingCall, skills: tuple[tuple[str, int], ...], language: str | None,
+                    preferred_only: bool, now: datetime) -> tuple[str, str, int] | None:
+        if preferred_only:
+            pid = call.preferred_agent
+            st = self.agents.get(pid or "")
+            if st is not None and st.status is Status.READY and self._eligible(pid, skills, language):  # type: ignore[arg-type]
+                return pid, "preferred agent (the patient's last agent)", 1  # type: ignore[return-value]
+            return None
+        # Candidates: ready agents holding the rarest required skill, in longest-idle order.
+        pool = self._ready
+        for skill, _ in skills:
+            lst = self._ready_by_skill.get(skill)
+            if not lst:
+                return None
+            if len(lst) < len(pool):
+                pool = lst
+        strategy = self.queues[call.queue].strategy
+        missed = self.missed_by.get(call.call_id, ())
+        if strategy == "longest_idle":
+            fallback = None
+            for idle_ts, _, aid in pool:
+                if self._eligible(aid, skills, language):
+                    if aid in missed:
+                        fallback = fallback or (aid, idle_ts)
+                        continue  # let someone else try first: this agent just let it ring out
+                    return aid, f"longest idle (idle {now.timestamp() - idle_ts:.0f} s)", -1
+            if fallback is not None:
+                return fallback[0], f"longest idle, offered again after a missed ring (idle {now.timestamp() - fallback[1]:.0f} s)", -1
+            return None
+        eligible = [aid for _, _, aid in pool if self._eligible(aid, skills, language)]
+        if not eligible:
+            return None
+        fresh = [a for a in eligible if a not in missed] or eligible
+        if strategy == "most_skilled":
+            def score(a: str) -> int:
+                have = self.roster[a].skills
+                return sum(have.get(s, 0) for s, _ in skills) if skills else sum(have.values())
+            best = max(fresh, key=lambda a: (score(a), -_ts(self.agents[a].idle_since)))
+            return best, f"most skilled (score {score(best)})", len(eligible)
+        if strategy == "fewest_calls":
+            best = min(fresh, key=lambda a: (self.agents[a].calls, _ts(self.agents[a].idle_since)))
+            return best, f"fewest calls ({self.agents[best].calls} since login)", len(eligible)
+        # round robin: the next eligible agent in roster order after the last one picked for this queue
+        n = len(self.order)
+        start = self.rr_next[call.queue]
+        best = min(fresh, key=lambda a: (self.order[a] - start) % n)
+        self.rr_next[call.queue] = (self.order[best] + 1) % n
+        return best, "round robin", len(eligible)
+
+    def _match_agent(self, agent_id: str, now: datetime) -> list[Decision]:
+        """A ready agent takes the best call it can serve across all queues: priority first, then longest wait."""
+        st = self.agents[agent_id]
+        if st.status is not Status.READY:
+            return []
+        best: WaitingCall | None = None
+        best_key: tuple[int, float, int] | None = None
+        best_req: Any = None
+        for line in self.lines.values():
+            for key in line:
+                if best_key is not None and key[:3] >= best_key:
+                    break  # nothing further down this queue can beat the best found
+                call = self.calls[key[3]]
+                if call.offered_to is not None:
+                    continue
+                req = self.requirements(call, now)
+                skills, language, _, preferred_only = req
+                if preferred_only and call.preferred_agent != agent_id:
+                    continue
+                if not self._eligible(agent_id, skills, language):
+                    continue
+                if agent_id in self.missed_by.get(call.call_id, ()) and self._someone_else(call, agent_id, req):
+                    continue
+                best, best_key, best_req = call, key[:3], req
+                break
+        if best is None:
+            return []
+        skills, language, step, preferred_only = best_req
+        rule = "preferred agent (the patient's last agent)" if preferred_only else \
+            "agent became free: highest priority, then longest wait, across its queues"
+        return self._offer(best, agent_id, now, step, skills, language, rule, -1)
+
+    def _someone_else(self, call: WaitingCall, agent_id: str, req: Any) -> bool:
+        skills, language, _, _ = req
+        return any(aid != agent_id and self._eligible(aid, skills, language) for _, _, aid in self._ready)
+
+    def _offer(self, call: WaitingCall, agent_id: str, now: datetime, step: int, skills: Any, language: str | None,
+               rule: str, eligible: int) -> list[Decision]:
+        spec = self.queues[call.queue]
+        agent = self.agents[agent_id]
+        new = transition(agent, Status.RESERVED, now, call_id=call.call_id)
+        expires = now + timedelta(seconds=spec.ring_timeout)
+        self.reservations[call.call_id] = Reservation(call.call_id, agent_id, now, expires)
+        self.reserved_agent[agent_id] = call.call_id
+        self.calls[call.call_id] = call._replace(offered_to=agent_id)
+        self._arm(expires, "ring", call.call_id, now)
+        explanation = {
+            "call": call.call_id, "queue": call.queue, "agent": agent_id, "at": now.isoformat(),
+            "waited": round((now - call.since).total_seconds(), 1), "priority": call.priority,
+            "step": step, "skills": dict(skills), "language": language or "any",
+            "strategy": spec.strategy, "rule": rule,
+            "eligible_ready_agents": eligible if eligible >= 0 else None,
+            "missed_by": sorted(self.missed_by.get(call.call_id, ())),
+        }
+        self.explanations.setdefault(call.call_id, []).append(explanation)
+        return [self._set_agent(new, agent, "offered"), Offer(call.call_id, agent_id, call.queue, expires, explanation)]
+
+    def _reservation(self, call_id: str) -> Reservation:
+        res = self.reservations.get(call_id)
+        if res is None:
+            raise UnknownCall(f"call {call_id} is not ringing any agent", details={"call": call_id})
+        return res
+
+    def _drop_reservation(self, call_id: str) -> None:
+        res = self.reservations.pop(call_id)
+        self.reserved_agent.pop(res.agent_id, None)
+
+    # ================================================================== announcements and restore
+
+    def position(self, call_id: str) -> int:
+        """1 for the next caller to be served in this queue."""
+        call = self.calls[call_id]
+        key = _line_key(call)
+        return sum(1 for k in self.lines[call.queue] if k < key and self.calls[k[3]].offered_to is None) + 1
+
+    def estimated_wait(self, call_id: str, now: datetime) -> float:
+        """Seconds until an agent is likely free for this caller: callers ahead, per agent able to serve them.
+
+        ``position x average handle time / agents``: the queue's running average of talk + wrap-up,
+        over the logged-in agents eligible for the call at its current step (at least one).
+        """
+        call = self.calls[call_id]
+        skills, language, _, _ = self.requirements(call, now)
+        agents = sum(1 for aid, st in self.agents.items()
+                     if st.status not in (Status.LOGGED_OUT, Status.NOT_READY) and self._eligible(aid, skills, language))
+        ahead = self.position(call_id)
+        busy_free = any(st.status is Status.READY for st in self.agents.values())
+        if busy_free and ahead == 1:
+            return 0.0
+        return ahead * self.handle_seconds[call.queue] / max(1, agents)
+
+    def restore(self, agents: dict[str, AgentState], waiting: Iterable[WaitingCall],
+                reservations: Iterable[Reservation], now: datetime, next_seq: int = 0) -> list[Decision]:
+        """Rebuild after a restart from the store's snapshot, then settle what was in flight.
+
+        Calls come back in the same order with the same place in line. A reservation that was ringing
+        when the process died cannot be answered any more: the call returns to its place and the agent
+        to ready, with no miss counted (it was not their fault); agents on a call stay on it.
+        """
+        unknown = [a for a in agents if a not in self.roster]
+        out: list[Decision] = []
+        for aid, st in agents.items():
+            if aid in unknown:
+                continue
+            old = self.agents[aid]
+            self.agents[aid] = st
+            if old.status is Status.READY:
+                self._index_remove(old)
+            if st.status is Status.READY:
+                self._index_add(st)
+        self._seq = itertools.count(max([next_seq] + [c.seq + 1 for c in waiting]))
+        for call in sorted(waiting, key=_line_key):
+            if call.queue not in self.queues:
+                out += [QueueFailed(call.call_id, call.queue, "closed"), CallLeft(call.call_id, call.queue, "closed", now)]
+                continue
+            self.calls[call.call_id] = call._replace(offered_to=None)
+            bisect.insort(self.lines[call.queue], _line_key(call))
+            self._arm_call_timers(call, now)
+        for res in reservations:
+            agent = self.agents.get(res.agent_id)
+            if agent is not None and agent.status is Status.RESERVED:
+                new = transition(agent, Status.READY, now)._replace(missed=agent.missed)
+                out.append(self._set_agent(new, agent, "restart-settled"))
+            if res.call_id in self.calls:
+                out.append(CallQueued(self.calls[res.call_id]))
+        for agent_id, st in list(self.agents.items()):
+            if st.status is Status.WRAP_UP:
+                queue_wrap = max((q.wrap_up for q in self.queues.values()), default=0.0)
+                end = (st.since or now) + timedelta(seconds=queue_wrap)
+                self._arm(max(end, now), "wrap", agent_id, now)
+        for call_id in [c.call_id for c in sorted(self.calls.values(), key=_line_key)]:
+            out += self._match_call(call_id, now)
+        return out
+
+
+def _line_key(call: WaitingCall) -> tuple[int, float, int, str]:
+    """Order in line: higher priority first, then earlier place (``since``), then arrival order."""
+    return (-call.priority, call.since.timestamp(), call.seq, call.call_id)
+
+
+def _remove(lst: list[Any], key: Any) -> None:
+    i = bisect.bisect_left(lst, key)
+    if i < len(lst) and lst[i] == key:
+        del lst[i]
+    else:  # pragma: no cover - the index and the states went out of step: a bug, not a runtime condition
+        raise IllegalTransition(f"routing index out of step for {key!r}")

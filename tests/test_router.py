@@ -1,0 +1,337 @@
+"""Routing rules, one by one, on a pure Router with explicit times."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agents.roster import AgentSpec
+from agents.state import AgentState, IllegalTransition, Status, UnknownAgent, transition
+from routing.model import AgentChanged, CallLeft, Offer, Overflowed, QueueFailed
+from routing.queues import QueueSpec, Step
+from routing.router import Router
+
+T0 = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)
+
+
+def t(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def agent(aid: str, langs=("en",), **skills: int) -> AgentSpec:
+    return AgentSpec(id=aid, name=aid.title(), endpoint=f"PJSIP/{1000 + abs(hash(aid)) % 900}", skills=skills,
+                     languages=list(langs))
+
+
+def offers(decisions) -> list[tuple[str, str]]:
+    return [(d.call_id, d.agent_id) for d in decisions if isinstance(d, Offer)]
+
+
+def router(queues: dict[str, QueueSpec], *agents: AgentSpec, ready: bool = True, at: float = 0) -> Router:
+    r = Router(queues, agents)
+    for i, a in enumerate(agents):
+        if ready:
+            r.login(a.id, t(at + i))  # logged in one second apart: the first is the longest idle
+    return r
+
+
+Q = {"sched": QueueSpec(skills={"scheduling": 5})}
+
+
+# ---------------------------------------------------------------- eligibility
+
+
+def test_skill_level_and_language_decide_eligibility():
+    r = router(Q, agent("low", scheduling=4), agent("nolang", langs=("es",), scheduling=9), agent("ok", scheduling=5))
+    d = r.enqueue("c1", "sched", t(10), language="en")
+    assert offers(d) == [("c1", "ok")]
+    assert d[-1].explanation["skills"] == {"scheduling": 5} and d[-1].explanation["language"] == "en"
+
+
+def test_call_requirements_from_the_tree_replace_the_queue_defaults():
+    r = router(Q, agent("sched_only", scheduling=9), agent("both", scheduling=5, insurance=6))
+    assert offers(r.enqueue("c1", "sched", t(10), skills=[("scheduling", 3), ("insurance", 5)])) == [("c1", "both")]
+
+
+# ---------------------------------------------------------------- strategies
+
+
+def test_longest_idle_is_the_default():
+    r = router(Q, agent("a", scheduling=5), agent("b", scheduling=9), agent("c", scheduling=7))
+    assert offers(r.enqueue("c1", "sched", t(10))) == [("c1", "a")]
+    assert offers(r.enqueue("c2", "sched", t(11))) == [("c2", "b")]
+
+
+def test_most_skilled_strategy():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, strategy="most_skilled")}
+    r = router(q, agent("a", scheduling=5), agent("b", scheduling=9), agent("c", scheduling=7))
+    d = r.enqueue("c1", "sched", t(10))
+    assert offers(d) == [("c1", "b")] and "most skilled (score 9)" in d[-1].explanation["rule"]
+
+
+def test_fewest_calls_strategy():
+    q = {"sched": QueueSpec(skills={"scheduling": 1}, strategy="fewest_calls", wrap_up=0)}
+    r = router(q, agent("a", scheduling=5), agent("b", scheduling=5))
+    r.enqueue("c1", "sched", t(10))  # a: longest idle tie-break
+    r.answered("c1", t(11))
+    r.call_ended("a", t(20))
+    r.tick(t(20))  # wrap-up of 0 s ends: a is ready again and has taken one call, b none
+    assert r.agents["a"].status is Status.READY and r.agents["a"].calls == 1
+    assert offers(r.enqueue("c2", "sched", t(30))) == [("c2", "b")]
+
+
+def test_round_robin_strategy():
+    q = {"sched": QueueSpec(skills={"scheduling": 1}, strategy="round_robin")}
+    r = router(q, agent("a", scheduling=5), agent("b", scheduling=5), agent("c", scheduling=5))
+    picked = []
+    for i in range(3):
+        (o,) = offers(r.enqueue(f"c{i}", "sched", t(10 + i)))
+        picked.append(o[1])
+        r.abandon(f"c{i}", t(10.5 + i))  # free the agent again
+    assert picked == ["a", "b", "c"]
+
+
+# ---------------------------------------------------------------- order in line
+
+
+def test_priority_then_time_waited_and_callbacks_keep_their_place():
+    r = router(Q, agent("a", scheduling=5), ready=False)
+    r.login("a", t(0), ready=False)  # logged in but paused: calls wait instead of failing with no_agents
+    r.enqueue("late-low", "sched", t(1), priority=1)
+    r.enqueue("urgent", "sched", t(5), priority=9)
+    r.enqueue("early-low", "sched", t(0.5), priority=1)
+    r.enqueue("callback", "sched", t(8), priority=1, since=t(-100), callback_number="+15550001111")
+    d = r.ready("a", t(10))
+    assert offers(d) == [("urgent", "a")]
+    r.answered("urgent", t(11))
+    assert [r.position(c) for c in ("callback", "early-low", "late-low")] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- relaxation steps and preferred agent
+
+
+STEPPED = {"sched": QueueSpec(steps=[
+    Step(until=30, skills={"scheduling": 7}),
+    Step(until=90, skills={"scheduling": 4}),
+    Step(skills={}, language="caller"),
+])}
+
+
+def test_requirements_relax_step_by_step():
+    r = router(STEPPED, agent("junior", scheduling=4), agent("anyone", langs=("en",)), agent("spanish", langs=("es",)))
+    assert offers(r.enqueue("c1", "sched", t(0), language="en")) == []
+    assert offers(r.tick(t(29.9))) == []
+    d = r.tick(t(30))
+    assert offers(d) == [("c1", "junior")] and d[-1].explanation["step"] == 2
+    r.abandon("c1", t(31))
+    r.pause("junior", "break", t(31))
+    assert offers(r.enqueue("c2", "sched", t(32), language="en")) == []
+    d = r.tick(t(32 + 90))
+    assert offers(d) == [("c2", "anyone")] and d[-1].explanation["step"] == 3
+
+
+def test_relax_lowers_levels_and_all_drops_them():
+    q = {"sched": QueueSpec(skills={"scheduling": 8}, steps=[Step(until=10), Step(until=20, relax=3), Step(relax="all")])}
+    r = router(q, agent("five", scheduling=5), agent("none"))
+    r.enqueue("c", "sched", t(0))
+    assert offers(r.tick(t(10))) == [("c", "five")]
+    r.abandon("c", t(11))
+    r.pause("five", "lunch", t(11))
+    r.enqueue("d", "sched", t(12))
+    assert offers(r.tick(t(32))) == [("d", "none")]
+
+
+def test_preferred_agent_first_then_anyone():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, steps=[Step(preferred_agent=20)])}
+    r = router(q, agent("other", scheduling=9), agent("last", scheduling=5))
+    r.pause("last", "break", t(5))
+    assert offers(r.enqueue("c", "sched", t(10), preferred_agent="last")) == []  # only 'last' for 20 s
+    d = r.ready("last", t(15))
+    assert offers(d) == [("c", "last")] and "preferred" in d[-1].explanation["rule"]
+    r.abandon("c", t(16))
+    r.pause("last", "break", t(16))
+    r.enqueue("c2", "sched", t(17), preferred_agent="last")
+    assert offers(r.tick(t(36.9))) == []
+    assert offers(r.tick(t(37))) == [("c2", "other")]
+
+
+# ---------------------------------------------------------------- overflow and failures
+
+
+def test_overflow_moves_the_call_keeping_its_place():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, overflow={"after": 60, "to": "desk"}, when_nobody_logged_in="wait"),
+         "desk": QueueSpec(skills={"front_desk": 1})}
+    r = router(q, agent("desk_agent", front_desk=3), ready=False)
+    r.login("desk_agent", t(0), ready=False)
+    r.enqueue("waited", "sched", t(0))
+    r.enqueue("new", "desk", t(30))
+    d = r.tick(t(60))
+    assert any(isinstance(x, Overflowed) and x.to_queue == "desk" for x in d)
+    assert r.calls["waited"].queue == "desk" and r.calls["waited"].since == t(0)
+    assert offers(r.ready("desk_agent", t(61))) == [("waited", "desk_agent")]  # ahead of 'new': it waited longer
+
+
+def test_full_no_agents_and_longest_wait():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, max_length=1, max_wait=120)}
+    r = router(q, agent("a", scheduling=5), ready=False)
+    d = r.enqueue("c0", "sched", t(0))
+    assert [x.outcome for x in d if isinstance(x, QueueFailed)] == ["no_agents"]
+    r.login("a", t(1), ready=False)
+    r.enqueue("c1", "sched", t(2))
+    assert [x.outcome for x in r.enqueue("c2", "sched", t(3)) if isinstance(x, QueueFailed)] == ["full"]
+    d = r.tick(t(122))
+    assert [x.outcome for x in d if isinstance(x, QueueFailed)] == ["timeout"] and "c1" not in r.calls
+
+
+def test_last_agent_logging_out_fails_waiting_calls_with_no_agents():
+    r = router(Q, agent("a", scheduling=5), ready=False)
+    r.login("a", t(0), ready=False)
+    r.enqueue("c1", "sched", t(1))
+    d = r.logout("a", t(2))
+    assert [(x.call_id, x.outcome) for x in d if isinstance(x, QueueFailed)] == [("c1", "no_agents")]
+
+
+# ---------------------------------------------------------------- ring-no-answer, abandon, wrap-up
+
+
+def test_ring_no_answer_keeps_place_and_pauses_after_repeated_misses():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, ring_timeout=15, max_no_answer=2)}
+    r = router(q, agent("sleepy", scheduling=5), agent("b", scheduling=5))
+    r.pause("b", "break", t(2))
+    r.enqueue("first", "sched", t(10))
+    r.enqueue("second", "sched", t(11))
+    d = r.tick(t(25))  # 'first' rang out on sleepy
+    assert r.agents["sleepy"].missed == 1 and r.agents["sleepy"].status is Status.RESERVED
+    assert offers(d) == [("first", "sleepy")]  # nobody else ready: offered again, still first in line
+    assert d[-1].explanation["missed_by"] == ["sleepy"]
+    d = r.tick(t(40))  # rang out again: two misses in a row -> not ready (no-answer)
+    st = r.agents["sleepy"]
+    assert st.status is Status.NOT_READY and st.reason == "no-answer"
+    assert r.position("first") == 1 and r.calls["first"].since == t(10)
+    assert offers(r.ready("b", t(41))) == [("first", "b")]
+
+
+def test_missed_call_goes_to_another_agent_first():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, ring_timeout=10)}
+    r = router(q, agent("a", scheduling=5), agent("b", scheduling=5))
+    r.enqueue("c", "sched", t(5))  # a (longest idle)
+    r.pause("b", "break", t(6))
+    r.ready("b", t(7))
+    d = r.no_answer("c", t(8))
+    assert offers(d) == [("c", "b")]
+    assert r.agents["a"].status is Status.READY and r.agents["a"].missed == 1
+
+
+def test_caller_hanging_up_while_ringing_frees_the_agent_without_a_miss():
+    r = router(Q, agent("a", scheduling=5))
+    r.enqueue("c", "sched", t(5))
+    d = r.abandon("c", t(6))
+    assert r.agents["a"].status is Status.READY and r.agents["a"].missed == 0
+    assert any(isinstance(x, CallLeft) and x.why == "abandoned" for x in d)
+
+
+def test_wrap_up_then_next_call():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=45)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c1", "sched", t(0))
+    r.answered("c1", t(5))
+    r.enqueue("c2", "sched", t(10))
+    r.call_ended("a", t(100))
+    assert r.agents["a"].status is Status.WRAP_UP
+    assert offers(r.tick(t(144.9))) == []
+    assert offers(r.tick(t(145))) == [("c2", "a")]
+
+
+def test_free_agent_is_fair_across_queues():
+    q = {"billing": QueueSpec(skills={"billing": 1}), "sched": QueueSpec(skills={"scheduling": 1})}
+    r = router(q, agent("both", billing=5, scheduling=5), ready=False)
+    r.login("both", t(0), ready=False)
+    r.enqueue("b-old", "billing", t(1))
+    r.enqueue("s-older", "sched", t(0.5))
+    r.enqueue("b-urgent", "billing", t(9), priority=5)
+    assert offers(r.ready("both", t(10))) == [("b-urgent", "both")]
+    d = r.abandon("b-urgent", t(11))  # the agent is free again: the oldest call across both queues is next
+    assert offers(d) == [("s-older", "both")]
+
+
+# ---------------------------------------------------------------- agent state machine
+
+
+def test_illegal_transitions_are_refused_with_a_stable_id():
+    st = AgentState("a")
+    with pytest.raises(IllegalTransition) as exc:
+        transition(st, Status.ON_CALL, t(0))
+    assert exc.value.error_id == "E-AGENT-TRANSITION" and "logged_out" in str(exc.value)
+    on_call = transition(transition(transition(st, Status.READY, t(0)), Status.RESERVED, t(1), call_id="c"), Status.ON_CALL, t(2))
+    for bad in (Status.READY, Status.LOGGED_OUT, Status.NOT_READY):
+        with pytest.raises(IllegalTransition):
+            transition(on_call, bad, t(3))
+    with pytest.raises(IllegalTransition, match="reason"):
+        transition(transition(st, Status.READY, t(0)), Status.NOT_READY, t(1), reason="nap")
+
+
+def test_unknown_agent_is_a_clear_error():
+    r = router(Q, agent("a", scheduling=5))
+    with pytest.raises(UnknownAgent, match="no agent 'zed'"):
+        r.ready("zed", t(1))
+
+
+def test_every_transition_is_reported_with_its_cause():
+    r = router(Q, agent("a", scheduling=5), ready=False)
+    d = r.login("a", t(0))
+    d += r.enqueue("c", "sched", t(1))
+    d += r.answered("c", t(2))
+    d += r.call_ended("a", t(60))
+    steps = [(x.previous, x.state.status.value, x.cause) for x in d if isinstance(x, AgentChanged)]
+    assert steps == [("logged_out", "ready", "login"), ("ready", "reserved", "offered"),
+                     ("reserved", "on_call", "answered"), ("on_call", "wrap_up", "call-ended")]
+
+
+# ---------------------------------------------------------------- estimates and restore
+
+
+def test_estimated_wait_matches_what_happens():
+    """Two agents, a fixed 100 s handle time (70 talk + 30 wrap-up); the estimates must track actual waits."""
+    q = {"sched": QueueSpec(skills={"scheduling": 1}, wrap_up=30)}
+    r = router(q, agent("a", scheduling=5), agent("b", scheduling=5))
+    r.handle_seconds["sched"] = 100.0
+    for i in range(8):
+        r.enqueue(f"c{i}", "sched", t(0))
+    estimates = {}
+    for i in range(8):
+        if f"c{i}" in r.calls and r.calls[f"c{i}"].offered_to is None:
+            estimates[f"c{i}"] = r.estimated_wait(f"c{i}", t(0))
+    answered_at: dict[str, float] = {}
+    now = 0.0
+    talking: dict[str, float] = {}
+    while len(answered_at) < 8:
+        for call_id, res in list(r.reservations.items()):
+            r.answered(call_id, t(now))
+            answered_at[call_id] = now
+            talking[res.agent_id] = now + 70
+        now = min([v for v in talking.values()] + [x.timestamp() - T0.timestamp() for x in [r.next_wakeup()] if x])
+        for aid, end in list(talking.items()):
+            if end <= now:
+                r.call_ended(aid, t(now))
+                del talking[aid]
+        r.tick(t(now))
+    for call_id, est in estimates.items():
+        assert abs(est - answered_at[call_id]) <= 50, (call_id, est, answered_at[call_id])
+
+
+def test_restore_brings_back_order_and_settles_ringing_offers():
+    r = router(Q, agent("a", scheduling=5), agent("b", scheduling=5), ready=False)
+    r.login("a", t(0))
+    r.login("b", t(0), ready=False)
+    for i in range(5):
+        r.enqueue(f"c{i}", "sched", t(1 + i))
+    assert r.calls["c0"].offered_to == "a"
+    waiting = list(r.calls.values())
+    fresh = Router(Q, [agent("a", scheduling=5), agent("b", scheduling=5)])
+    d = fresh.restore(dict(r.agents), waiting, list(r.reservations.values()), t(50))
+    # the ringing reservation was settled (agent a ready, no miss), then c0 offered again: same order, same place
+    assert fresh.agents["a"].missed == 0
+    assert offers(d) == [("c0", "a")]
+    assert [fresh.position(f"c{i}") for i in range(1, 5)] == [1, 2, 3, 4]
+    assert fresh.calls["c3"].since == t(4)

@@ -76,6 +76,11 @@ class Router:
         # Ready agents in longest-idle order, overall and per skill (sorted lists of (idle_ts, roster order, id)).
         self._ready: list[tuple[float, int, str]] = []
         self._ready_by_skill: dict[str, list[tuple[float, int, str]]] = {}
+        # Each waiting call's requirements, valid until its next step boundary, and the calls filed by one
+        # skill they currently require ("" for none): an agent who becomes free looks only at the lists of
+        # its own skills, across all queues, instead of at every waiting call.
+        self._req: dict[str, tuple[float, tuple[Any, ...]]] = {}
+        self._by_skill: dict[str, list[tuple[int, float, int, str]]] = {}
 
     # ================================================================== agents
 
@@ -96,9 +101,10 @@ class Router:
         return out
 
     def _agent_to(self, agent_id: str, to: Status, now: datetime, cause: str, *, reason: str | None = None) -> list[Decision]:
+        out: list[Decision] = self._due(now)
         old = self._agent(agent_id)
         new = transition(old, to, now, reason=reason)
-        out: list[Decision] = [self._set_agent(new, old, cause)]
+        out.append(self._set_agent(new, old, cause))
         if new.status is Status.READY:
             out += self._match_agent(agent_id, now)
         return out
@@ -141,16 +147,17 @@ class Router:
                 preferred_agent: str | None = None, callback_number: str | None = None) -> list[Decision]:
         """A call joins ``queue``. ``since`` keeps an earlier place in line (a callback for someone who waited)."""
         spec = self._queue(queue)
+        due = self._due(now)
         if call_id in self.calls:
             raise IvrError(f"call {call_id} is already waiting in {self.calls[call_id].queue}",
                            details={"call": call_id})
         if spec.max_length is not None and len(self.lines[queue]) >= spec.max_length:
-            return [QueueFailed(call_id, queue, "full"), CallLeft(call_id, queue, "full", now)]
+            return due + [QueueFailed(call_id, queue, "full"), CallLeft(call_id, queue, "full", now)]
         call = WaitingCall(call_id, queue, since or now, next(self._seq), priority, tuple(sorted(skills)), language,
                            preferred_agent, callback_number, now)
         if spec.when_nobody_logged_in == "fail" and not self._anyone_could_serve(call):
-            return [QueueFailed(call_id, queue, "no_agents"), CallLeft(call_id, queue, "no_agents", now)]
-        out: list[Decision] = [self._insert(call)]
+            return due + [QueueFailed(call_id, queue, "no_agents"), CallLeft(call_id, queue, "no_agents", now)]
+        out: list[Decision] = due + [self._insert(call, now)]
         self._arm_call_timers(call, now)
         out += self._match_call(call_id, now)
         return out
@@ -162,23 +169,28 @@ class Router:
             raise UnknownQueue(f"no queue {queue!r}; define it in queues.yaml (queues: {', '.join(self.queues)})",
                                details={"queue": queue}) from None
 
-    def _insert(self, call: WaitingCall) -> CallQueued:
+    def _insert(self, call: WaitingCall, now: datetime) -> CallQueued:
         self.calls[call.call_id] = call
         bisect.insort(self.lines[call.queue], _line_key(call))
+        self.requirements(call, now)  # files the call under a skill it needs
         return CallQueued(call)
 
     def _remove_call(self, call_id: str) -> WaitingCall:
         call = self.calls.pop(call_id)
         _remove(self.lines[call.queue], _line_key(call))
         self.missed_by.pop(call_id, None)
+        old = self._req.pop(call_id, None)
+        if old is not None:
+            _remove(self._by_skill[_filed_under(old[1][0])], _line_key(call))
         return call
 
     def answered(self, call_id: str, now: datetime) -> list[Decision]:
         """The reserved agent picked up."""
+        out: list[Decision] = self._due(now)
         res = self._reservation(call_id)
         agent = self.agents[res.agent_id]
         new = transition(agent, Status.ON_CALL, now)
-        out: list[Decision] = [self._set_agent(new, agent, "answered")]
+        out.append(self._set_agent(new, agent, "answered"))
         call = self._remove_call(call_id)
         self._drop_reservation(call_id)
         self.call_started[res.agent_id] = (call.queue, now)
@@ -187,13 +199,14 @@ class Router:
 
     def no_answer(self, call_id: str, now: datetime) -> list[Decision]:
         """The offer rang out (or the agent declined): the call keeps its place; the agent may be paused."""
+        due = self._due(now)
         res = self._reservation(call_id)
         call = self.calls[call_id]
         spec = self.queues[call.queue]
         self._drop_reservation(call_id)
         agent = self.agents[res.agent_id]
         new = missed_offer(agent, now, spec.max_no_answer)
-        out: list[Decision] = [self._set_agent(new, agent, "no-answer")]
+        out: list[Decision] = due + [self._set_agent(new, agent, "no-answer")]
         self.calls[call_id] = call._replace(offered_to=None)
         self.missed_by.setdefault(call_id, set()).add(res.agent_id)
         out.append(CallQueued(self.calls[call_id]))
@@ -204,9 +217,9 @@ class Router:
 
     def abandon(self, call_id: str, now: datetime, *, why: str = "abandoned") -> list[Decision]:
         """The caller hung up (``abandoned``) or left the queue by a key (``dequeued``)."""
+        out: list[Decision] = self._due(now)
         if call_id not in self.calls:
             raise UnknownCall(f"call {call_id} is not waiting in any queue", details={"call": call_id})
-        out: list[Decision] = []
         res = self.reservations.get(call_id)
         call = self._remove_call(call_id)
         if res is not None:
@@ -221,11 +234,12 @@ class Router:
 
     def call_ended(self, agent_id: str, now: datetime) -> list[Decision]:
         """The conversation ended: the agent goes to wrap-up for the queue's wrap-up time."""
+        out: list[Decision] = self._due(now)
         agent = self._agent(agent_id)
         queue, started = self.call_started.pop(agent_id, (None, now))
         wrap = self.queues[queue].wrap_up if queue in self.queues else 0.0
         new = transition(agent, Status.WRAP_UP, now)
-        out: list[Decision] = [self._set_agent(new, agent, "call-ended")]
+        out.append(self._set_agent(new, agent, "call-ended"))
         if queue in self.queues:
             talk = (now - started).total_seconds()
             self.handle_seconds[queue] = (1 - EWMA) * self.handle_seconds[queue] + EWMA * (talk + wrap)
@@ -236,10 +250,16 @@ class Router:
 
     def tick(self, now: datetime) -> list[Decision]:
         """Apply everything due by ``now``: relaxation steps, ring timeouts, wrap-up ends, max wait, overflow."""
+        return self._due(now, inclusive=True)
+
+    def _due(self, now: datetime, inclusive: bool = False) -> list[Decision]:
+        """Fire timers due before ``now`` (or at it): every event first catches up with time, so the
+        router never decides on requirements a step boundary has already relaxed."""
         out: list[Decision] = []
         limit = now.timestamp()
-        while self._timers and self._timers[0][0] <= limit:
-            _, _, kind, key, token = heapq.heappop(self._timers)
+        timers = self._timers
+        while timers and (timers[0][0] < limit or (inclusive and timers[0][0] == limit)):
+            _, _, kind, key, token = heapq.heappop(timers)
             out += self._fire(kind, key, token, now)
         return out
 
@@ -291,7 +311,7 @@ class Router:
             to = self.queues[call.queue].overflow.to  # type: ignore[union-attr]
             self._remove_call(call.call_id)
             moved = call._replace(queue=to, entered_queue_at=now)
-            out: list[Decision] = [Overflowed(call.call_id, call.queue, to), self._insert(moved)]
+            out: list[Decision] = [Overflowed(call.call_id, call.queue, to), self._insert(moved, now)]
             self._arm_call_timers(moved, now)
             return out + self._match_call(call.call_id, now)
         return []
@@ -312,7 +332,26 @@ class Router:
     # ================================================================== matching
 
     def requirements(self, call: WaitingCall, now: datetime) -> tuple[tuple[tuple[str, int], ...], str | None, int, bool]:
-        """(skills, language, step number from 1, preferred-agent-only) for ``call`` at ``now``."""
+        """(skills, language, step number from 1, preferred-agent-only) for ``call`` at ``now``.
+
+        Cached until the call's next step boundary: matching asks this for many calls per decision.
+        """
+        ts = now.timestamp()
+        hit = self._req.get(call.call_id)
+        if hit is not None and hit[1][4] <= ts < hit[0] and hit[1][5] == call.queue:
+            return hit[1][:4]  # type: ignore[return-value]
+        req, start, valid_until = self._compute_requirements(call, now)
+        if call.call_id in self.calls:
+            old = self._req.get(call.call_id)
+            key = _line_key(self.calls[call.call_id])
+            if old is not None:
+                _remove(self._by_skill[_filed_under(old[1][0])], key)
+            bisect.insort(self._by_skill.setdefault(_filed_under(req[0]), []), key)
+            self._req[call.call_id] = (valid_until, (*req, start, call.queue))
+        return req
+
+    def _compute_requirements(self, call: WaitingCall, now: datetime) -> tuple[Any, float, float]:
+        """The requirements, when the current step began (ts) and until when they hold (ts)."""
         spec = self.queues[call.queue]
         waited = (now - call.since).total_seconds()
         start = 0.0
@@ -331,9 +370,14 @@ class Router:
         elif step.relax:
             base = {k: max(1, v - step.relax) for k, v in base.items()}
         language = call.language if step.language == "caller" else None
-        preferred_only = bool(step.preferred_agent and call.preferred_agent
-                              and waited - start < step.preferred_agent)
-        return tuple(sorted(base.items())), language, idx + 1, preferred_only
+        since = call.since.timestamp()
+        lo, hi = since + start, since + step.until if step.until is not None else float("inf")
+        preferred_only = False
+        if step.preferred_agent and call.preferred_agent:
+            window_end = since + start + step.preferred_agent
+            preferred_only = waited - start < step.preferred_agent
+            lo, hi = (lo, min(hi, window_end)) if preferred_only else (max(lo, window_end), hi)
+        return (tuple(sorted(base.items())), language, idx + 1, preferred_only), lo, hi
 
     def _eligible(self, agent_id: str, skills: tuple[tuple[str, int], ...], language: str | None) -> bool:
         spec = self.roster[agent_id]
@@ -346,7 +390,7 @@ class Router:
     def _anyone_could_serve(self, call: WaitingCall) -> bool:
         """Is any logged-in agent eligible at the queue's most relaxed step? (Otherwise: no_agents.)"""
         far = call.since + timedelta(days=3650)
-        skills, language, _, _ = self.requirements(call, far)
+        (skills, language, _, _), _, _ = self._compute_requirements(call, far)
         return any(st.status is not Status.LOGGED_OUT and self._eligible(aid, skills, language)
                    for aid, st in self.agents.items())
 
@@ -427,22 +471,33 @@ class Router:
         best: WaitingCall | None = None
         best_key: tuple[int, float, int] | None = None
         best_req: Any = None
-        for line in self.lines.values():
+        spec = self.roster[agent_id]
+        have, spoken = spec.skills, spec.languages
+        lists = [self._by_skill.get(skill) for skill in have]
+        lists.append(self._by_skill.get(""))
+        ts = now.timestamp()
+        cache, calls = self._req, self.calls
+        for line in lists:
+            if not line:
+                continue
             for key in line:
                 if best_key is not None and key[:3] >= best_key:
-                    break  # nothing further down this queue can beat the best found
-                call = self.calls[key[3]]
+                    break  # nothing further down this list can beat the best found
+                call = calls[key[3]]
                 if call.offered_to is not None:
                     continue
-                req = self.requirements(call, now)
-                skills, language, _, preferred_only = req
+                hit = cache.get(call.call_id)  # the hot loop: the cache check and eligibility are inlined
+                req = hit[1] if hit is not None and hit[1][4] <= ts < hit[0] else self.requirements(call, now)
+                skills, language, _, preferred_only = req[:4]
                 if preferred_only and call.preferred_agent != agent_id:
                     continue
-                if not self._eligible(agent_id, skills, language):
+                if language is not None and language not in spoken:
+                    continue
+                if any(have.get(sk, 0) < lvl for sk, lvl in skills):
                     continue
                 if agent_id in self.missed_by.get(call.call_id, ()) and self._someone_else(call, agent_id, req):
                     continue
-                best, best_key, best_req = call, key[:3], req
+                best, best_key, best_req = call, key[:3], req[:4]
                 break
         if best is None:
             return []
@@ -465,13 +520,14 @@ class Router:
         self.reserved_agent[agent_id] = call.call_id
         self.calls[call.call_id] = call._replace(offered_to=agent_id)
         self._arm(expires, "ring", call.call_id, now)
-        explanation = {
-            "call": call.call_id, "queue": call.queue, "agent": agent_id, "at": now.isoformat(),
-            "waited": round((now - call.since).total_seconds(), 1), "priority": call.priority,
+        missed = self.missed_by.get(call.call_id)
+        explanation = {  # kept cheap: built on every offer; formatted only when someone asks (`ivr queues explain`)
+            "call": call.call_id, "queue": call.queue, "agent": agent_id, "at": now,
+            "waited": round(now.timestamp() - call.since.timestamp(), 1), "priority": call.priority,
             "step": step, "skills": dict(skills), "language": language or "any",
             "strategy": spec.strategy, "rule": rule,
             "eligible_ready_agents": eligible if eligible >= 0 else None,
-            "missed_by": sorted(self.missed_by.get(call.call_id, ())),
+            "missed_by": sorted(missed) if missed else [],
         }
         self.explanations.setdefault(call.call_id, []).append(explanation)
         return [self._set_agent(new, agent, "offered"), Offer(call.call_id, agent_id, call.queue, expires, explanation)]
@@ -534,8 +590,7 @@ class Router:
             if call.queue not in self.queues:
                 out += [QueueFailed(call.call_id, call.queue, "closed"), CallLeft(call.call_id, call.queue, "closed", now)]
                 continue
-            self.calls[call.call_id] = call._replace(offered_to=None)
-            bisect.insort(self.lines[call.queue], _line_key(call))
+            self._insert(call._replace(offered_to=None), now)
             self._arm_call_timers(call, now)
         for res in reservations:
             agent = self.agents.get(res.agent_id)
@@ -552,6 +607,11 @@ class Router:
         for call_id in [c.call_id for c in sorted(self.calls.values(), key=_line_key)]:
             out += self._match_call(call_id, now)
         return out
+
+
+def _filed_under(skills: tuple[tuple[str, int], ...]) -> str:
+    """The one skill a call is filed under for free agents: any skill it requires will do (all are needed)."""
+    return skills[0][0] if skills else ""
 
 
 def _line_key(call: WaitingCall) -> tuple[int, float, int, str]:

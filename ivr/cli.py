@@ -133,6 +133,10 @@ def simulate(
     queue: list[str] = typer.Option([], "--queue-outcome", "-q", help="QUEUE=handoff|answered|closed|no_agents|full|timeout (repeatable)"),
     hooks: Optional[str] = typer.Option(None, "--hooks", help="Deployment hooks module (file.py or package.module)"),
     fail_transfer: list[str] = typer.Option([], "--fail-transfer", help="Node id or number whose transfer fails (repeatable)"),
+    agents: Optional[Path] = typer.Option(None, "--agents", help="Route queues with the real router over this roster (agents.yaml)"),
+    queues_file: Optional[Path] = typer.Option(None, "--queues", help="Queue configuration for --agents (default: queues.yaml beside it)"),
+    not_ready: list[str] = typer.Option([], "--not-ready", help="With --agents: this agent is paused (repeatable)"),
+    no_answer: list[str] = typer.Option([], "--no-answer", help="With --agents: this agent lets offers ring out (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="Print the trace as JSON"),
     allow_lints: bool = typer.Option(False, "--allow-lints", help="Walk a draft that still has unwaived safety lints"),
 ) -> None:
@@ -151,6 +155,20 @@ def simulate(
         except HookLoadError as exc:
             typer.echo(f"{exc.error_id}: {exc}", err=True)
             raise typer.Exit(2) from None
+    routing = None
+    if agents is not None:
+        from ivr.configfile import ConfigInvalid
+        from routing.simulated import SimRouting
+
+        try:
+            routing = SimRouting.from_files(agents, queues_file or agents.with_name("queues.yaml"), when,
+                                            not_ready=set(not_ready), no_answer=set(no_answer))
+        except ConfigInvalid as exc:
+            for d in exc.diagnostics:
+                _print_diag(d)
+            raise typer.Exit(1) from None
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--not-ready/--no-answer") from None
     interactive = keys is None
     try:
         tokens = None if interactive else parse_keys(keys)
@@ -164,6 +182,7 @@ def simulate(
         queue_outcomes=_queue_outcomes(queue),
         hooks=hook_fns,
         failing_transfers=set(fail_transfer),
+        routing=routing,
     )
 
     def ask(context: str) -> str:

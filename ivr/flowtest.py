@@ -39,6 +39,7 @@ class Expect(BaseModel):
     language: str | None = None
     transfer_to: str | None = None
     hangup_outcome: str | None = None
+    agent: str | None = None  # the agent who answered (with a simulated roster)
     nodes: list[str] = []
     not_nodes: list[str] = []
     hears: list[str] = []
@@ -60,6 +61,8 @@ class Scenario(BaseModel):
     hooks: dict[str, Any] = {}
     failing_transfers: list[str] = []
     talk_seconds: float | None = None
+    not_ready: list[str] = []  # agents paused in this scenario (with a roster)
+    no_answer: list[str] = []  # agents who let offers ring out
     expect: Expect
 
 
@@ -71,6 +74,8 @@ class Defaults(BaseModel):
     language: str | None = None
     hooks: dict[str, Any] = {}
     queue_outcomes: dict[str, QueueOutcome] = {}
+    agents: str | None = None  # a roster: queues go to the real router over simulated agents
+    queues: str | None = None  # queue configuration for `agents` (default: queues.yaml beside it)
 
 
 class TestFile(BaseModel):
@@ -112,9 +117,17 @@ def _hook(spec: Any) -> Any:
     return spec
 
 
-def run_scenario(sim: CallSimulator, tree: CallTree, sc: Scenario, defaults: Defaults) -> ScenarioResult:
+def run_scenario(sim: CallSimulator, tree: CallTree, sc: Scenario, defaults: Defaults,
+                 base: Path | None = None) -> ScenarioResult:
     at_raw = sc.at if sc.at is not None else defaults.at
     at = parse_at(at_raw, tree.tz)
+    routing = None
+    if defaults.agents:
+        from routing.simulated import SimRouting
+
+        agents = (base or Path(".")) / defaults.agents
+        queues = (base or Path(".")) / defaults.queues if defaults.queues else agents.with_name("queues.yaml")
+        routing = SimRouting.from_files(agents, queues, at, not_ready=set(sc.not_ready), no_answer=set(sc.no_answer))
     caller = defaults.caller if sc.caller == "default" else sc.caller
     hooks = {**defaults.hooks, **sc.hooks}
     opts = SimOptions(
@@ -126,6 +139,7 @@ def run_scenario(sim: CallSimulator, tree: CallTree, sc: Scenario, defaults: Def
         hooks={k: _hook(v) for k, v in hooks.items()},
         failing_transfers=set(sc.failing_transfers),
         call_id=f"test-{sc.name}",
+        routing=routing,
     )
     if sc.talk_seconds is not None:
         opts.talk_seconds = sc.talk_seconds
@@ -150,6 +164,8 @@ def _judge(ex: Expect, res: SimResult) -> tuple[bool, list[str]]:
         fails.append(f"language: expected {ex.language}, got {res.state.language}")
     if ex.transfer_to is not None and ex.transfer_to not in str(d.get("to", "")):
         fails.append(f"transfer: expected to {ex.transfer_to!r}, got {d.get('to')}")
+    if ex.agent is not None and d.get("agent") != ex.agent:
+        fails.append(f"agent: expected {ex.agent}, got {d.get('agent')}")
     if ex.hangup_outcome is not None and d.get("outcome") != ex.hangup_outcome:
         fails.append(f"hangup outcome: expected {ex.hangup_outcome}, got {d.get('outcome')}")
     visited = [e.node for e in res.state.trace if e.kind == "enter"]
@@ -243,7 +259,7 @@ def run_file(path: Path) -> FileResult:
                                                                 f"{', '.join(unknown)}"]))
             continue
         try:
-            fr.scenarios.append(run_scenario(sim, tree, sc, tf.defaults))
+            fr.scenarios.append(run_scenario(sim, tree, sc, tf.defaults, base=path.parent))
         except ValueError as exc:  # a bad time or queue outcome in the scenario itself
             line, _ = sink.position(("scenarios", i))
             fr.scenarios.append(ScenarioResult(sc.name, False, [f"{path}:{line}: scenario is invalid: {exc}"]))

@@ -68,6 +68,7 @@ class SimOptions:
     record_seconds: float = 12.0
     max_seconds: float = 3600.0
     call_id: str = "sim-1"
+    routing: Any = None  # a routing.simulated.SimRouting: queues go to the real router over simulated agents
 
 
 @dataclass
@@ -216,6 +217,8 @@ class CallSimulator:
                     stop_at_queue = not self._enqueue(cmd, state, opts, clock, now, emit, next_token)
                 elif isinstance(cmd, C.Dequeue):
                     emit("note", node, f"left queue {cmd.queue} ({cmd.reason})")
+                    if opts.routing is not None and state.call_id in opts.routing.router.calls:
+                        opts.routing.router.abandon(state.call_id, when(now), why="dequeued")
                 elif isinstance(cmd, C.Transfer):
                     ok = not ({node, cmd.to, cmd.label or ""} & opts.failing_transfers)
                     emit("note", node, f"transferring to {cmd.label or cmd.to} ({cmd.to})")
@@ -272,6 +275,25 @@ class CallSimulator:
             elif kind == "hangup":
                 emit("press", state.node, "(caller hangs up)")
                 ev = E.Hangup(when(now))
+                if opts.routing is not None and state.call_id in opts.routing.router.calls:
+                    opts.routing.router.abandon(state.call_id, when(now))
+            elif kind == "route_tick":
+                if opts.routing is not None and state.call_id in opts.routing.router.calls:
+                    self._routed(opts.routing.router.tick(when(now)), state.call_id, opts, clock, now, emit, state.node)
+                continue
+            elif kind == "route_answer":
+                r = opts.routing.router
+                res = r.reservations.get(state.call_id)
+                if res is None or res.agent_id != item[1]:
+                    continue  # the offer moved on (rang out, caller left)
+                r.answered(state.call_id, when(now))
+                emit("note", state.node, f"agent {item[1]} answers")
+                ev = E.AgentConnected(when(now), item[1], item[2])
+                clock.at(now + opts.talk_seconds, ("route_end", item[1]))
+            elif kind == "route_end":
+                opts.routing.router.call_ended(item[1], when(now))
+                emit("note", state.node, f"agent {item[1]} hangs up")
+                ev = E.AgentDisconnected(when(now))
             elif kind == "queue":
                 ev = item[1](when(now))
                 if isinstance(ev, E.AgentConnected):
@@ -336,7 +358,18 @@ class CallSimulator:
         """Act out what routing does with the call; False when the call is simply handed over."""
         skills = ", ".join(f"{k}>={v}" for k, v in cmd.skills) or "any agent"
         emit("note", state.node, f"queue {cmd.queue}: {skills}, language {cmd.language or 'any'}, priority {cmd.priority}")
-        outcome = opts.queue_outcomes.get(cmd.queue, "handoff")
+        routed = opts.routing is not None and cmd.queue in opts.routing.router.queues and cmd.queue not in opts.queue_outcomes
+        if routed:
+            r = opts.routing.router
+            at = opts.at + timedelta(seconds=now)
+            since = state.ticket.since if state.ticket is not None else at
+            decisions = r.enqueue(state.call_id, cmd.queue, at, skills=cmd.skills, language=cmd.language,
+                                  priority=cmd.priority, since=since)
+            self._routed(decisions, state.call_id, opts, clock, now, emit, state.node)
+            if state.call_id in r.calls and r.calls[state.call_id].offered_to is None:
+                emit("note", state.node, f"position {r.position(state.call_id)} in {cmd.queue}, estimated wait "
+                                         f"{r.estimated_wait(state.call_id, at):.0f} s")
+        outcome = "routed" if routed else opts.queue_outcomes.get(cmd.queue, "handoff")
         if cmd.keys:
             tok = next_token(f"{state.node} (waiting in {cmd.queue}; keys {', '.join(cmd.keys)}; '.' to keep waiting)")
             if tok and tok.lower() == "h":
@@ -345,6 +378,8 @@ class CallSimulator:
             if tok and tok not in (".",):
                 clock.at(now + opts.queue_wait / 2, ("digit", tok[-1], tok[-1], True))
                 return True
+        if outcome == "routed":
+            return True
         if outcome == "handoff":
             return False
         if outcome == "answered":
@@ -357,6 +392,26 @@ class CallSimulator:
             clock.at(now + delay, ("queue", lambda at, o=outcome: E.QueueResult(at, o)))
             return True
         raise ValueError(f"unknown queue outcome {outcome!r} for queue {cmd.queue}; use {', '.join(QUEUE_OUTCOMES)}")
+
+    def _routed(self, decisions: list[Any], call_id: str, opts: SimOptions, clock: _Clock, now: float,
+                emit: Callable[..., None], node: str) -> None:
+        """Turn the router's decisions about this call into future simulator events."""
+        from routing.model import Offer, QueueFailed
+
+        sim = opts.routing
+        for d in decisions:
+            if isinstance(d, Offer) and d.call_id == call_id:
+                ex = d.explanation
+                emit("note", node, f"routing offers the call to {d.agent_id}: step {ex['step']}, "
+                                   f"{_req_text(ex)}; {ex['rule']}")
+                if d.agent_id not in sim.no_answer:
+                    clock.at(now + sim.answer_after, ("route_answer", d.agent_id, ex["rule"]))
+            elif isinstance(d, QueueFailed) and d.call_id == call_id:
+                emit("note", node, f"routing: {d.outcome.replace('_', ' ')}")
+                clock.at(now + 0.5, ("queue", lambda at, o=d.outcome: E.QueueResult(at, o)))
+        wake = sim.router.next_wakeup()
+        if wake is not None:
+            clock.at((wake - opts.at).total_seconds(), ("route_tick",))
 
     def _hook(self, cmd: C.CallHook, opts: SimOptions, clock: _Clock, now: float, emit: Callable[..., None], node: str) -> None:
         fn = opts.hooks.get(cmd.hook)
@@ -384,6 +439,11 @@ class CallSimulator:
         ok = not values.get("error")
         emit("note", node, f"hook {cmd.hook}: {'answered' if ok else 'error'}")
         clock.at(now + 0.2, ("hook", lambda at: E.HookResult(at, rid, ok, values=values, error=str(values.get("error", "")))))
+
+
+def _req_text(ex: dict[str, Any]) -> str:
+    skills = ", ".join(f"{k}>={v}" for k, v in ex["skills"].items()) or "any skills"
+    return f"{skills}, language {ex['language']}"
 
 
 def _shown_keys(token: str, traced: list[str]) -> str:

@@ -551,20 +551,36 @@ class Router:
         return sum(1 for k in self.lines[call.queue] if k < key and self.calls[k[3]].offered_to is None) + 1
 
     def estimated_wait(self, call_id: str, now: datetime) -> float:
-        """Seconds until an agent is likely free for this caller: callers ahead, per agent able to serve them.
+        """Seconds until an agent is likely free for this caller.
 
-        ``position x average handle time / agents``: the queue's running average of talk + wrap-up,
-        over the logged-in agents eligible for the call at its current step (at least one).
+        Walks the queue's steps from the current one: at the first step where some logged-in, not
+        paused agent is eligible, the wait is the time until that step plus, if the callers ahead
+        outnumber the ready eligible agents, ``(ahead - ready) x average handle time / eligible agents``
+        (the queue's running average of talk + wrap-up).
         """
         call = self.calls[call_id]
-        skills, language, _, _ = self.requirements(call, now)
-        agents = sum(1 for aid, st in self.agents.items()
-                     if st.status not in (Status.LOGGED_OUT, Status.NOT_READY) and self._eligible(aid, skills, language))
+        spec = self.queues[call.queue]
+        waited = (now - call.since).total_seconds()
         ahead = self.position(call_id)
-        busy_free = any(st.status is Status.READY for st in self.agents.values())
-        if busy_free and ahead == 1:
-            return 0.0
-        return ahead * self.handle_seconds[call.queue] / max(1, agents)
+        start = 0.0
+        for step in spec.steps:
+            end = step.until if step.until is not None else float("inf")
+            if end > waited:
+                at = call.since + timedelta(seconds=max(start, waited))
+                (skills, language, _, _), _, _ = self._compute_requirements(call, at)
+                active = ready = 0
+                for aid, st in self.agents.items():
+                    if st.status in (Status.LOGGED_OUT, Status.NOT_READY) or not self._eligible(aid, skills, language):
+                        continue
+                    active += 1
+                    ready += st.status is Status.READY
+                if active:
+                    delay = max(0.0, start - waited)
+                    if ready >= ahead:
+                        return delay
+                    return delay + (ahead - ready) * self.handle_seconds[call.queue] / active
+            start = end
+        return float("inf")
 
     def restore(self, agents: dict[str, AgentState], waiting: Iterable[WaitingCall],
                 reservations: Iterable[Reservation], now: datetime, next_seq: int = 0) -> list[Decision]:

@@ -27,7 +27,7 @@ class Status(str, Enum):
 ALLOWED: dict[Status, frozenset[Status]] = {
     Status.LOGGED_OUT: frozenset({Status.READY, Status.NOT_READY}),
     Status.READY: frozenset({Status.NOT_READY, Status.RESERVED, Status.LOGGED_OUT}),
-    Status.NOT_READY: frozenset({Status.READY, Status.LOGGED_OUT}),
+    Status.NOT_READY: frozenset({Status.READY, Status.LOGGED_OUT, Status.NOT_READY}),  # same state, new reason: break -> lunch
     # ringing: answered, not answered (back to ready, or not ready after too many misses), or the caller left
     Status.RESERVED: frozenset({Status.ON_CALL, Status.READY, Status.NOT_READY}),
     Status.ON_CALL: frozenset({Status.WRAP_UP}),

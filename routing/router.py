@@ -1,5 +1,10 @@
 """Skill-based routing: a pure decision engine over an in-memory index.
 
+A method that refuses an event (unknown agent, illegal transition, a call no
+longer ringing) raises before changing anything, apart from first applying
+timers due before ``now``; callers that persist decisions run ``tick(now)``
+as its own step first (see :mod:`routing.service`).
+
 Every method takes the current time and returns decisions (:mod:`routing.model`);
 nothing here does I/O or reads a clock. The same router runs behind Asterisk,
 Twilio, ``ivr simulate`` and the day simulator; a service layer persists its
@@ -103,6 +108,11 @@ class Router:
     def _agent_to(self, agent_id: str, to: Status, now: datetime, cause: str, *, reason: str | None = None) -> list[Decision]:
         out: list[Decision] = self._due(now)
         old = self._agent(agent_id)
+        if old.status is Status.RESERVED:
+            # Only the router moves a ringing agent (answer, ring-no-answer, caller gone): a pause or logout
+            # now would leave the call's reservation behind and let the agent be offered a second call.
+            raise IllegalTransition(f"agent {agent_id} has call {old.call_id} ringing; answer it or let it ring out first",
+                                    details={"agent": agent_id, "from": old.status.value, "to": to.value})
         new = transition(old, to, now, reason=reason)
         out.append(self._set_agent(new, old, cause))
         if new.status is Status.READY:
@@ -236,9 +246,9 @@ class Router:
         """The conversation ended: the agent goes to wrap-up for the queue's wrap-up time."""
         out: list[Decision] = self._due(now)
         agent = self._agent(agent_id)
+        new = transition(agent, Status.WRAP_UP, now)  # refuses before anything changes
         queue, started = self.call_started.pop(agent_id, (None, now))
         wrap = self.queues[queue].wrap_up if queue in self.queues else 0.0
-        new = transition(agent, Status.WRAP_UP, now)
         out.append(self._set_agent(new, agent, "call-ended"))
         if queue in self.queues:
             talk = (now - started).total_seconds()

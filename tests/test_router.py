@@ -335,3 +335,13 @@ def test_restore_brings_back_order_and_settles_ringing_offers():
     assert offers(d) == [("c0", "a")]
     assert [fresh.position(f"c{i}") for i in range(1, 5)] == [1, 2, 3, 4]
     assert fresh.calls["c3"].since == t(4)
+
+
+def test_a_ringing_agent_cannot_be_paused_or_logged_out_by_hand():
+    """Found by the concurrency test: a pause landing while a call rang left the reservation behind."""
+    r = router(Q, agent("a", scheduling=5))
+    r.enqueue("c", "sched", t(1))
+    for act in (lambda: r.pause("a", "break", t(2)), lambda: r.logout("a", t(2)), lambda: r.ready("a", t(2))):
+        with pytest.raises(IllegalTransition, match="ringing"):
+            act()
+    assert r.reservations["c"].agent_id == "a" and r.agents["a"].status is Status.RESERVED

@@ -291,6 +291,16 @@ def graph(
         typer.echo(text)
 
 
+def _add_routing_commands() -> None:
+    from ivr.cli_routing import agents_app, queues_app
+
+    app.add_typer(agents_app, name="agents")
+    app.add_typer(queues_app, name="queues")
+
+
+_add_routing_commands()
+
+
 def main() -> None:
     app()
 

@@ -91,14 +91,24 @@ class Router:
 
     def login(self, agent_id: str, now: datetime, *, ready: bool = True) -> list[Decision]:
         """Log an agent in, ready (default) or not ready."""
+        if self._agent(agent_id).status is not Status.LOGGED_OUT:
+            raise IllegalTransition(f"agent {agent_id} is already logged in ({self.agents[agent_id].status.value})",
+                                    details={"agent": agent_id})
         return self._agent_to(agent_id, Status.READY if ready else Status.NOT_READY, now, "login",
                               reason=None if ready else "other")
 
     def ready(self, agent_id: str, now: datetime) -> list[Decision]:
+        self._logged_in(agent_id)
         return self._agent_to(agent_id, Status.READY, now, "ready")
 
     def pause(self, agent_id: str, reason: str, now: datetime) -> list[Decision]:
+        self._logged_in(agent_id)
         return self._agent_to(agent_id, Status.NOT_READY, now, "pause", reason=reason)
+
+    def _logged_in(self, agent_id: str) -> None:
+        if self._agent(agent_id).status is Status.LOGGED_OUT:
+            raise IllegalTransition(f"agent {agent_id} is logged out; log in first (`ivr agents login {agent_id}`)",
+                                    details={"agent": agent_id})
 
     def logout(self, agent_id: str, now: datetime) -> list[Decision]:
         out = self._agent_to(agent_id, Status.LOGGED_OUT, now, "logout")

@@ -214,7 +214,8 @@ class CallSimulator:
                 elif isinstance(cmd, C.StopPrompt):
                     prompt_end.pop(cmd.prompt_id, None)
                 elif isinstance(cmd, C.Enqueue):
-                    stop_at_queue = not self._enqueue(cmd, state, opts, clock, now, emit, next_token)
+                    stop_at_queue = not self._enqueue(cmd, state, opts, clock, now, emit, next_token,
+                                                      lambda: keys[0] if keys else None)
                 elif isinstance(cmd, C.Dequeue):
                     emit("note", node, f"left queue {cmd.queue} ({cmd.reason})")
                     if opts.routing is not None and state.call_id in opts.routing.router.calls:
@@ -354,7 +355,8 @@ class CallSimulator:
         return f"{state.node} ({getattr(node, 'type', '?')}, up to {cmd.collect.max_digits if cmd.collect else 0} keys)"
 
     def _enqueue(self, cmd: C.Enqueue, state: CallState, opts: SimOptions, clock: _Clock, now: float,
-                 emit: Callable[..., None], next_token: Callable[..., str | None]) -> bool:
+                 emit: Callable[..., None], next_token: Callable[..., str | None],
+                 peek: Callable[[], str | None]) -> bool:
         """Act out what routing does with the call; False when the call is simply handed over."""
         skills = ", ".join(f"{k}>={v}" for k, v in cmd.skills) or "any agent"
         emit("note", state.node, f"queue {cmd.queue}: {skills}, language {cmd.language or 'any'}, priority {cmd.priority}")
@@ -370,7 +372,11 @@ class CallSimulator:
                 emit("note", state.node, f"position {r.position(state.call_id)} in {cmd.queue}, estimated wait "
                                          f"{r.estimated_wait(state.call_id, at):.0f} s")
         outcome = "routed" if routed else opts.queue_outcomes.get(cmd.queue, "handoff")
-        if cmd.keys:
+        scripted = opts.keys is not None
+        upcoming = peek() if scripted else None
+        if cmd.keys and (not scripted or upcoming is not None and (upcoming.lower() in (".", "h") or upcoming[-1] in cmd.keys)):
+            # A scripted token is used here only if it is meant for the queue (a wait key, '.' or 'h');
+            # otherwise it stays for what comes after the agent (a survey rating).
             tok = next_token(f"{state.node} (waiting in {cmd.queue}; keys {', '.join(cmd.keys)}; '.' to keep waiting)")
             if tok and tok.lower() == "h":
                 clock.at(now + opts.queue_wait / 2, ("hangup",))

@@ -147,8 +147,10 @@ def queues_status(agents: Path = AgentsOpt, queues: Path = QueuesOpt, db: Option
             typer.echo(f"{name}: {len(line)} waiting")
             for key in line:
                 call = r.calls[key[3]]
+                ewt = r.estimated_wait(call.call_id, now) if not call.offered_to else 0.0
                 state = f"ringing {call.offered_to}" if call.offered_to else \
-                    f"position {r.position(call.call_id)}, estimated wait {r.estimated_wait(call.call_id, now):.0f} s"
+                    f"position {r.position(call.call_id)}, estimated wait " + \
+                    (f"{ewt:.0f} s" if ewt != float("inf") else "unknown (nobody who can take it is available)")
                 typer.echo(f"  {call.call_id}  priority {call.priority}  waited {(now - call.since).total_seconds():.0f} s  {state}"
                            + ("  (callback)" if call.callback_number else ""))
 

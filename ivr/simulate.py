@@ -234,6 +234,15 @@ class CallSimulator:
                 elif isinstance(cmd, C.RequestCallback):
                     emit("note", node, f"callback requested from queue {cmd.queue} to {mask_number(cmd.number)}, "
                                        f"place kept since +{(cmd.keep_place_since - t0).total_seconds():.1f} s")
+                    r = opts.routing.router if opts.routing is not None else None
+                    if r is not None and cmd.queue in r.queues:
+                        cb_id = f"{state.call_id}-callback"
+                        r.enqueue(cb_id, cmd.queue, when(now), skills=cmd.skills, language=cmd.language,
+                                  priority=cmd.priority, since=cmd.keep_place_since, callback_number=cmd.number)
+                        if cb_id in r.calls:
+                            held = r.calls[cb_id].offered_to
+                            emit("note", node, f"callback waits in {cmd.queue} at position {r.position(cb_id)}"
+                                 if held is None else f"callback offered to {held} at once")
                 elif isinstance(cmd, C.SendSms):
                     emit("note", node, f"text message to {mask_number(cmd.to)}: {cmd.shown or cmd.text}", cmd.language)
                 elif isinstance(cmd, C.CallHook):
@@ -369,8 +378,9 @@ class CallSimulator:
                                   priority=cmd.priority, since=since)
             self._routed(decisions, state.call_id, opts, clock, now, emit, state.node)
             if state.call_id in r.calls and r.calls[state.call_id].offered_to is None:
+                ewt = r.estimated_wait(state.call_id, at)
                 emit("note", state.node, f"position {r.position(state.call_id)} in {cmd.queue}, estimated wait "
-                                         f"{r.estimated_wait(state.call_id, at):.0f} s")
+                                         + (f"{ewt:.0f} s" if ewt != float("inf") else "unknown (nobody who can take it is available)"))
         outcome = "routed" if routed else opts.queue_outcomes.get(cmd.queue, "handoff")
         scripted = opts.keys is not None
         upcoming = peek() if scripted else None

@@ -7,3 +7,5 @@ test: install
 	python3 -m pytest
 bench: install
 	python3 -m benchmarks.bench_calls
+	python3 -m benchmarks.bench_store
+	python3 -m benchmarks.bench_routing

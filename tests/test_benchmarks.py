@@ -11,3 +11,11 @@ def test_call_benchmark_runs_and_every_journey_ends(capsys):
     assert "pure interpreter" in capsys.readouterr().out
     streams = record_events(load_tree(ROOT / "calltrees" / "clinic-main.yaml"))
     assert len(streams) == len(JOURNEYS) and all(evs for _, evs in streams)
+
+
+def test_routing_benchmark_runs_and_the_router_agrees_with_the_naive_matcher_on_who_is_busy(capsys):
+    from benchmarks.bench_routing import main as routing_main
+
+    res = routing_main(["--agents", "60", "--waiting", "40", "--decisions", "200", "--queues", "10"])
+    assert res["router_per_s"] > 0 and res["naive_per_s"] > 0 and res["router_p99_us"] >= res["router_p50_us"]
+    assert "indexed router" in capsys.readouterr().out

@@ -489,36 +489,42 @@ class Router:
         if st.status is not Status.READY:
             return []
         best: WaitingCall | None = None
-        best_key: tuple[int, float, int] | None = None
+        best_key: tuple[int, float, int, str] | None = None  # whole line keys compare like their first three parts
         best_req: Any = None
         spec = self.roster[agent_id]
         have, spoken = spec.skills, spec.languages
         lists = [self._by_skill.get(skill) for skill in have]
         lists.append(self._by_skill.get(""))
         ts = now.timestamp()
-        cache, calls = self._req, self.calls
+        cache, calls, missed_by = self._req, self.calls, self.missed_by
         for line in lists:
             if not line:
                 continue
-            for key in line:
-                if best_key is not None and key[:3] >= best_key:
+            for key in line:  # the hot loop: cache check and eligibility are inlined, nothing is sliced
+                if best_key is not None and key >= best_key:
                     break  # nothing further down this list can beat the best found
                 call = calls[key[3]]
                 if call.offered_to is not None:
                     continue
-                hit = cache.get(call.call_id)  # the hot loop: the cache check and eligibility are inlined
-                req = hit[1] if hit is not None and hit[1][4] <= ts < hit[0] else self.requirements(call, now)
-                skills, language, _, preferred_only = req[:4]
-                if preferred_only and call.preferred_agent != agent_id:
+                hit = cache.get(key[3])
+                if hit is not None and hit[1][4] <= ts < hit[0]:
+                    req = hit[1]
+                else:
+                    self.requirements(call, now)
+                    req = cache[key[3]][1]
+                if req[3] and call.preferred_agent != agent_id:
                     continue
+                language = req[1]
                 if language is not None and language not in spoken:
                     continue
-                if any(have.get(sk, 0) < lvl for sk, lvl in skills):
-                    continue
-                if agent_id in self.missed_by.get(call.call_id, ()) and self._someone_else(call, agent_id, req):
-                    continue
-                best, best_key, best_req = call, key[:3], req[:4]
-                break
+                for sk, lvl in req[0]:
+                    if have.get(sk, 0) < lvl:
+                        break
+                else:
+                    if missed_by and agent_id in missed_by.get(key[3], ()) and self._someone_else(call, agent_id, req):
+                        continue
+                    best, best_key, best_req = call, key, req[:4]
+                    break
         if best is None:
             return []
         skills, language, step, preferred_only = best_req

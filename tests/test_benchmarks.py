@@ -13,7 +13,7 @@ def test_call_benchmark_runs_and_every_journey_ends(capsys):
     assert len(streams) == len(JOURNEYS) and all(evs for _, evs in streams)
 
 
-def test_routing_benchmark_runs_and_the_router_agrees_with_the_naive_matcher_on_who_is_busy(capsys):
+def test_routing_benchmark_runs_and_prints_both_matchers(capsys):
     from benchmarks.bench_routing import main as routing_main
 
     res = routing_main(["--agents", "60", "--waiting", "40", "--decisions", "200", "--queues", "10"])

@@ -87,6 +87,8 @@ def transition(state: AgentState, to: Status, at: datetime, *, reason: str | Non
     if to is Status.READY:
         if state.status is not Status.RESERVED or idle_since is None:
             idle_since = at  # ring-no-answer keeps the agent's place in the idle order; anything else restarts it
+        if state.status is Status.NOT_READY:
+            missed = 0  # back from a pause (even one for no-answer): misses count afresh, "N in a row"
     elif to is Status.RESERVED:
         keep_call = call_id
     elif to is Status.ON_CALL:

@@ -115,8 +115,11 @@ class Router:
         out += self._fail_unservable(now)
         return out
 
-    def _agent_to(self, agent_id: str, to: Status, now: datetime, cause: str, *, reason: str | None = None) -> list[Decision]:
-        out: list[Decision] = self._due(now)
+    def _agent_to(self, agent_id: str, to: Status, now: datetime, cause: str, *, reason: str | None = None,
+                  catch_up: bool = True) -> list[Decision]:
+        # catch_up=False from inside a timer: timers are already being applied in order, running them again
+        # here would let a later timer act before this one finishes (a ring-out and a timeout in one tick).
+        out: list[Decision] = self._due(now) if catch_up else []
         old = self._agent(agent_id)
         if old.status is Status.RESERVED:
             # Only the router moves a ringing agent (answer, ring-no-answer, caller gone): a pause or logout
@@ -220,20 +223,36 @@ class Router:
     def no_answer(self, call_id: str, now: datetime) -> list[Decision]:
         """The offer rang out (or the agent declined): the call keeps its place; the agent may be paused."""
         due = self._due(now)
+        return due + self._no_answer(call_id, now)
+
+    def _no_answer(self, call_id: str, now: datetime) -> list[Decision]:
         res = self._reservation(call_id)
         call = self.calls[call_id]
         spec = self.queues[call.queue]
         self._drop_reservation(call_id)
         agent = self.agents[res.agent_id]
         new = missed_offer(agent, now, spec.max_no_answer)
-        out: list[Decision] = due + [self._set_agent(new, agent, "no-answer")]
+        out: list[Decision] = [self._set_agent(new, agent, "no-answer")]
         self.calls[call_id] = call._replace(offered_to=None)
         self.missed_by.setdefault(call_id, set()).add(res.agent_id)
+        entered = call.entered_queue_at or call.since
+        waited_here = (now - entered).total_seconds()
+        if spec.max_wait is not None and waited_here >= spec.max_wait:
+            # the longest wait came due while it rang: it wins now, instead of another ring
+            return out + self._leave(self.calls[call_id], now, "timeout") + self._match_agent_if_ready(new, now)
+        if spec.overflow is not None and waited_here >= spec.overflow.after:
+            out += self._fire("overflow", call_id, call.queue, now)
+            return out + self._match_agent_if_ready(new, now)
         out.append(CallQueued(self.calls[call_id]))
         out += self._match_call(call_id, now)  # another agent first...
         if new.status is Status.READY and new.agent_id not in self.reserved_agent:
             out += self._match_agent(new.agent_id, now)  # ...then this agent may take some other call
         return out
+
+    def _match_agent_if_ready(self, st: AgentState, now: datetime) -> list[Decision]:
+        if st.status is Status.READY and st.agent_id not in self.reserved_agent:
+            return self._match_agent(st.agent_id, now)
+        return []
 
     def abandon(self, call_id: str, now: datetime, *, why: str = "abandoned") -> list[Decision]:
         """The caller hung up (``abandoned``) or left the queue by a key (``dequeued``)."""
@@ -263,7 +282,7 @@ class Router:
         if queue in self.queues:
             talk = (now - started).total_seconds()
             self.handle_seconds[queue] = (1 - EWMA) * self.handle_seconds[queue] + EWMA * (talk + wrap)
-        self._arm(now + timedelta(seconds=wrap), "wrap", agent_id, now)
+        self._arm(now + timedelta(seconds=wrap), "wrap", agent_id, new.since)
         return out
 
     # ================================================================== time
@@ -313,24 +332,34 @@ class Router:
         if kind == "ring":
             res = self.reservations.get(key)
             if res is not None and res.offered_at == token:
-                return self.no_answer(key, now)
+                return self._no_answer(key, now)
             return []
         if kind == "wrap":
             agent = self.agents.get(key)
-            if agent is not None and agent.status is Status.WRAP_UP:
-                return self._agent_to(key, Status.READY, now, "wrap-up-ended")
+            if agent is not None and agent.status is Status.WRAP_UP and agent.since == token:  # not a stale wrap-up
+                return self._agent_to(key, Status.READY, now, "wrap-up-ended", catch_up=False)
             return []
         call = self.calls.get(key)
         if call is None:
             return []
         if kind == "rematch":
             return self._match_call(key, now) if call.offered_to is None else []
+        if kind in ("max_wait", "overflow") and call.queue == token and call.offered_to is not None:
+            # Ringing: let the ring play out (the agent may be picking up); look again when it ends.
+            res = self.reservations.get(key)
+            if res is not None:
+                self._arm(res.expires_at + timedelta(microseconds=1), kind, key, token)
+            return []
         if kind == "max_wait" and call.queue == token:
             return self._leave(call, now, "timeout")
-        if kind == "overflow" and call.queue == token and call.offered_to is None:
+        if kind == "overflow" and call.queue == token:
             to = self.queues[call.queue].overflow.to  # type: ignore[union-attr]
+            target = self.queues[to]
+            if target.max_length is not None and len(self.lines[to]) >= target.max_length:
+                return []  # the overflow queue is full: the call stays where it is, in its place
             self._remove_call(call.call_id)
-            moved = call._replace(queue=to, entered_queue_at=now)
+            # The new queue's own requirements apply (the tree's were for the first queue); language and place stay.
+            moved = call._replace(queue=to, entered_queue_at=now, skills=())
             out: list[Decision] = [Overflowed(call.call_id, call.queue, to), self._insert(moved, now)]
             self._arm_call_timers(moved, now)
             return out + self._match_call(call.call_id, now)
@@ -436,12 +465,11 @@ class Router:
 
     def _pick_agent(self, call: WaitingCall, skills: tuple[tuple[str, int], ...], language: str | None,
                     preferred_only: bool, now: datetime) -> tuple[str, str, int] | None:
-        if preferred_only:
-            pid = call.preferred_agent
-            st = self.agents.get(pid or "")
-            if st is not None and st.status is Status.READY and self._eligible(pid, skills, language):  # type: ignore[arg-type]
-                return pid, "preferred agent (the patient's last agent)", 1  # type: ignore[return-value]
-            return None
+        if preferred_only and self._preferred_could_take(call, skills, language):
+            pid = call.preferred_agent or ""
+            if self.agents[pid].status is Status.READY:
+                return pid, "preferred agent (the patient's last agent)", 1
+            return None  # they are logged in and able: the call waits for them until the window ends
         # Candidates: ready agents holding the rarest required skill, in longest-idle order.
         pool = self._ready
         for skill, _ in skills:
@@ -500,7 +528,8 @@ class Router:
         for line in lists:
             if not line:
                 continue
-            for key in line:  # the hot loop: cache check and eligibility are inlined, nothing is sliced
+            # A copy: refreshing a stale requirement below may refile the call into another list mid-scan.
+            for key in tuple(line):  # the hot loop: cache check and eligibility are inlined, nothing is sliced
                 if best_key is not None and key >= best_key:
                     break  # nothing further down this list can beat the best found
                 call = calls[key[3]]
@@ -512,7 +541,7 @@ class Router:
                 else:
                     self.requirements(call, now)
                     req = cache[key[3]][1]
-                if req[3] and call.preferred_agent != agent_id:
+                if req[3] and call.preferred_agent != agent_id and self._preferred_could_take(call, req[0], req[1]):
                     continue
                 language = req[1]
                 if language is not None and language not in spoken:
@@ -521,7 +550,7 @@ class Router:
                     if have.get(sk, 0) < lvl:
                         break
                 else:
-                    if missed_by and agent_id in missed_by.get(key[3], ()) and self._someone_else(call, agent_id, req):
+                    if missed_by and agent_id in missed_by.get(key[3], ()) and self._someone_else(agent_id, req[0], req[1]):
                         continue
                     best, best_key, best_req = call, key, req[:4]
                     break
@@ -532,8 +561,13 @@ class Router:
             "agent became free: highest priority, then longest wait, across its queues"
         return self._offer(best, agent_id, now, step, skills, language, rule, -1)
 
-    def _someone_else(self, call: WaitingCall, agent_id: str, req: Any) -> bool:
-        skills, language, _, _ = req
+    def _preferred_could_take(self, call: WaitingCall, skills: Any, language: str | None) -> bool:
+        """The preferred-agent window holds a call only for an agent who is logged in and eligible."""
+        pid = call.preferred_agent
+        st = self.agents.get(pid or "")
+        return st is not None and st.status is not Status.LOGGED_OUT and self._eligible(pid, skills, language)  # type: ignore[arg-type]
+
+    def _someone_else(self, agent_id: str, skills: Any, language: str | None) -> bool:
         return any(aid != agent_id and self._eligible(aid, skills, language) for _, _, aid in self._ready)
 
     def _offer(self, call: WaitingCall, agent_id: str, now: datetime, step: int, skills: Any, language: str | None,

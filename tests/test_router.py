@@ -345,3 +345,170 @@ def test_a_ringing_agent_cannot_be_paused_or_logged_out_by_hand():
         with pytest.raises(IllegalTransition, match="ringing"):
             act()
     assert r.reservations["c"].agent_id == "a" and r.agents["a"].status is Status.RESERVED
+
+
+# ---------------------------------------------------------------- regressions found in review
+
+
+def test_agent_paused_for_no_answer_can_be_made_ready_while_the_missed_call_waits():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, ring_timeout=20, max_no_answer=3)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c1", "sched", t(10))
+    for s in (30, 50, 70):
+        r.tick(t(s))
+    assert r.agents["a"].status is Status.NOT_READY and r.agents["a"].missed == 3
+    d = r.ready("a", t(80))  # used to crash in the missed-call check
+    assert offers(d) == [("c1", "a")]
+    assert r.agents["a"].missed == 0  # misses count afresh after a pause: "N in a row"
+
+
+def test_ring_out_and_longest_wait_in_one_tick():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, ring_timeout=20.3, max_wait=20.7)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c", "sched", t(0))
+    d = r.tick(t(21))  # used to raise UnknownCall: the nested catch-up ran the timeout inside the ring-out
+    assert [x.outcome for x in d if isinstance(x, QueueFailed)] == ["timeout"]  # at 21 the wait limit has passed
+    assert r.agents["a"].status is Status.READY and "c" not in r.calls
+
+
+def test_ring_out_then_longest_wait_when_ticked_on_time():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, ring_timeout=20.3, max_wait=20.7)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c", "sched", t(0))
+    assert offers(r.tick(t(20.3))) == [("c", "a")]  # rang out; nobody else: offered again, still in time
+    assert r.tick(t(20.7)) == []  # the longest wait lets that ring play out
+    d = r.tick(r.next_wakeup())  # the second ring ends: the limit has passed, so it wins over a third ring
+    assert [x.outcome for x in d if isinstance(x, QueueFailed)] == ["timeout"] and "c" not in r.calls
+
+
+def test_a_call_refiled_mid_scan_does_not_hide_the_next_one():
+    q = {"spanish": QueueSpec(steps=[Step(until=4), Step(relax="all")], when_nobody_logged_in="wait"),
+         "general": QueueSpec(skills={"general": 1}, wrap_up=5)}
+    r = router(q, agent("en_agent", general=5))
+    r.enqueue("warm", "general", t(1))
+    r.answered("warm", t(2))
+    r.call_ended("en_agent", t(5))  # wrap-up until 10
+    r.enqueue("x", "spanish", t(6), skills=[("general", 9)], language="es")  # relaxes at 10
+    r.enqueue("y", "general", t(7), language="en")
+    d = r.tick(t(10))
+    assert offers(d) == [("y", "en_agent")]
+
+
+def test_overflow_due_while_ringing_happens_when_the_ring_ends():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, overflow={"after": 60, "to": "desk"}, ring_timeout=50,
+                            max_no_answer=1),
+         "desk": QueueSpec(skills={"front_desk": 1})}
+    r = router(q, agent("sleepy", scheduling=5), agent("desk_agent", front_desk=3))
+    r.enqueue("c", "sched", t(40))  # rings sleepy until 90; overflow due at 100... ring again? no: sleepy paused
+    r.tick(t(90))
+    assert r.agents["sleepy"].status is Status.NOT_READY
+    d = r.tick(t(100))
+    assert any(isinstance(x, Overflowed) for x in d) and offers(d) == [("c", "desk_agent")]
+
+
+def test_overflow_due_during_a_ring_is_checked_again_after_it():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, overflow={"after": 30, "to": "desk"}, ring_timeout=20,
+                            max_no_answer=1),
+         "desk": QueueSpec(skills={"front_desk": 1})}
+    r = router(q, agent("sleepy", scheduling=5), agent("desk_agent", front_desk=3))
+    r.enqueue("c", "sched", t(20))  # overflow due at 50, ringing 20..40? then re-offer impossible
+    r.tick(t(40))  # rang out: sleepy paused; c waits
+    d = r.tick(t(50))
+    assert offers(d) == [("c", "desk_agent")]
+
+
+def test_overflowed_call_takes_the_new_queues_requirements_and_respects_its_length():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, overflow={"after": 60, "to": "desk"}, when_nobody_logged_in="wait"),
+         "desk": QueueSpec(skills={"front_desk": 1}, max_length=1, when_nobody_logged_in="wait")}
+    r = router(q, agent("desk_agent", front_desk=3), ready=False)
+    r.login("desk_agent", t(0), ready=False)
+    r.enqueue("c1", "sched", t(0), skills=[("scheduling", 5)])
+    r.enqueue("c2", "sched", t(1), skills=[("scheduling", 5)])
+    r.tick(t(61))
+    assert r.calls["c1"].queue == "desk" and r.calls["c2"].queue == "sched"  # desk holds one: c2 stays, in place
+    assert offers(r.ready("desk_agent", t(62))) == [("c1", "desk_agent")]  # front_desk>=1 applies now
+
+
+def test_an_old_wrap_up_timer_does_not_cut_a_later_wrap_up_short():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=60)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c1", "sched", t(0))
+    r.answered("c1", t(1))
+    r.call_ended("a", t(10))  # wrap-up until 70
+    r.ready("a", t(11))  # ends it early by hand
+    r.enqueue("c2", "sched", t(12))
+    r.answered("c2", t(13))
+    r.call_ended("a", t(60))  # wrap-up until 120
+    r.tick(t(70))
+    assert r.agents["a"].status is Status.WRAP_UP
+    r.tick(t(120))
+    assert r.agents["a"].status is Status.READY
+
+
+def test_preferred_window_does_not_hold_a_call_for_an_agent_who_cannot_take_it():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, steps=[Step(preferred_agent=20)])}
+    r = router(q, agent("other", scheduling=9), agent("last", scheduling=5))
+    r.logout("last", t(5))
+    assert offers(r.enqueue("c", "sched", t(10), preferred_agent="last")) == [("c", "other")]
+    r.abandon("c", t(11))
+    assert offers(r.enqueue("d", "sched", t(12), preferred_agent="nobody-we-know")) == [("d", "other")]
+
+
+def test_longest_wait_during_a_ring_waits_for_the_ring():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, ring_timeout=30, max_wait=20)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c", "sched", t(0))
+    assert r.tick(t(20)) == [] and r.reservations["c"].agent_id == "a"  # still ringing: not pulled away
+    r.answered("c", t(25))
+    assert "c" not in r.calls and r.agents["a"].status is Status.ON_CALL
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_operations_keep_every_index_consistent(seed):
+    """The reviewer's property check: after every operation the indexes agree with the states."""
+    import random
+
+    rng = random.Random(seed)
+    q = {"q1": QueueSpec(skills={"x": 3}, steps=[Step(until=30), Step(relax="all")], ring_timeout=15, max_no_answer=2,
+                         wrap_up=5, when_nobody_logged_in="wait"),
+         "q2": QueueSpec(skills={"y": 2}, overflow={"after": 40, "to": "q3"}, when_nobody_logged_in="wait", max_wait=200),
+         "q3": QueueSpec(skills={"x": 1}, steps=[Step(until=20, preferred_agent=10), Step()], when_nobody_logged_in="wait")}
+    roster = [agent(f"a{i}", langs=("en", "es") if i % 3 else ("en",), x=rng.randint(1, 9), y=rng.randint(1, 9))
+              for i in range(10)]
+    r = Router(q, roster)
+    now = 0.0
+    for n in range(1500):
+        now += rng.random() * 3
+        op = rng.random()
+        a = f"a{rng.randrange(10)}"
+        try:
+            if op < 0.3:
+                r.enqueue(f"c{n}", rng.choice(list(q)), t(now), language=rng.choice(["en", "es"]),
+                          priority=rng.choice([0, 0, 3]), preferred_agent=rng.choice([None, a]))
+            elif op < 0.45 and r.reservations:
+                r.answered(rng.choice(list(r.reservations)), t(now))
+            elif op < 0.5 and r.reservations:
+                r.no_answer(rng.choice(list(r.reservations)), t(now))
+            elif op < 0.6 and r.calls:
+                r.abandon(rng.choice(list(r.calls)), t(now))
+            elif op < 0.75:
+                r.call_ended(a, t(now))
+            elif op < 0.85:
+                r.tick(t(now))
+            else:
+                [lambda: r.login(a, t(now)), lambda: r.ready(a, t(now)), lambda: r.pause(a, "break", t(now)),
+                 lambda: r.logout(a, t(now))][rng.randrange(4)]()
+        except (IllegalTransition, UnknownAgent):
+            pass
+        except Exception as exc:  # UnknownCall and friends are fine; anything else is a bug
+            assert type(exc).__name__ in ("UnknownCall",), exc
+        ready = sorted(aid for aid, st in r.agents.items() if st.status is Status.READY)
+        assert sorted(k[2] for k in r._ready) == ready
+        for aid in ready:
+            for skill in r.roster[aid].skills:
+                assert sum(1 for k in r._ready_by_skill[skill] if k[2] == aid) == 1
+        assert {c: res.agent_id for c, res in r.reservations.items()} == {c: ag for ag, c in r.reserved_agent.items()}
+        for c, res in r.reservations.items():
+            assert r.agents[res.agent_id].status is Status.RESERVED and r.agents[res.agent_id].call_id == c
+        filed = [k[3] for lst in r._by_skill.values() for k in lst]
+        assert sorted(filed) == sorted(r.calls)

@@ -26,12 +26,17 @@ QueuesOpt = typer.Option(Path("queues.yaml"), "--queues", help="Queue configurat
 DbOpt = typer.Option(None, "--db", help="Database URL (default: DATABASE_URL, or SQLite at IVR_DB_PATH or ./ivr-state.db)")
 
 
-def _run(agents: Path, queues: Path, db: Optional[str], body: Callable[[Any], Awaitable[None]]) -> None:
+def _run(agents: Path, queues: Path, db: Optional[str], body: Callable[[Any], Awaitable[None]], *,
+         write: bool = True) -> None:
     from ivr.configfile import ConfigInvalid
     from routing.service import RoutingService
 
+    if db and "://" not in db:  # a plain path: a SQLite file
+        db = f"sqlite+aiosqlite:///{Path(db).resolve()}"
+
     async def main() -> None:
-        svc = await RoutingService.open(agents, queues, url=db)
+        # settle=False: a command is not the engine restarting; offers that are ringing stay ringing.
+        svc = await RoutingService.open(agents, queues, url=db, settle=False, write=write)
         try:
             await body(svc)
         finally:
@@ -69,7 +74,7 @@ def agents_list(agents: Path = AgentsOpt, queues: Path = QueuesOpt, db: Optional
         for r in rows:
             typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
-    _run(agents, queues, db, body)
+    _run(agents, queues, db, body, write=False)
 
 
 def _change(agent_id: str, agents: Path, queues: Path, db: Optional[str], action: str, *args: Any, **kw: Any) -> None:
@@ -107,6 +112,12 @@ def agents_pause(agent_id: str, reason: str = typer.Argument(..., help=f"One of:
     _change(agent_id, agents, queues, db, "pause", reason)
 
 
+@agents_app.command("end-call")
+def agents_end_call(agent_id: str, agents: Path = AgentsOpt, queues: Path = QueuesOpt, db: Optional[str] = DbOpt) -> None:
+    """End the agent's call (for a call the telephony side lost): the agent goes to wrap-up."""
+    _change(agent_id, agents, queues, db, "call_ended")
+
+
 @agents_app.command("logout")
 def agents_logout(agent_id: str, agents: Path = AgentsOpt, queues: Path = QueuesOpt, db: Optional[str] = DbOpt) -> None:
     """Log an agent out."""
@@ -133,7 +144,7 @@ def queues_explain(call_id: str, agents: Path = AgentsOpt, queues: Path = Queues
             if ex.get("missed_by"):
                 typer.echo(f"  earlier offers rang out on: {', '.join(ex['missed_by'])}")
 
-    _run(agents, queues, db, body)
+    _run(agents, queues, db, body, write=False)
 
 
 @queues_app.command("status")
@@ -154,4 +165,4 @@ def queues_status(agents: Path = AgentsOpt, queues: Path = QueuesOpt, db: Option
                 typer.echo(f"  {call.call_id}  priority {call.priority}  waited {(now - call.since).total_seconds():.0f} s  {state}"
                            + ("  (callback)" if call.callback_number else ""))
 
-    _run(agents, queues, db, body)
+    _run(agents, queues, db, body, write=False)

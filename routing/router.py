@@ -643,7 +643,8 @@ class Router:
         return float("inf")
 
     def restore(self, agents: dict[str, AgentState], waiting: Iterable[WaitingCall],
-                reservations: Iterable[Reservation], now: datetime, next_seq: int = 0) -> list[Decision]:
+                reservations: Iterable[Reservation], now: datetime, next_seq: int = 0, *,
+                settle: bool = True) -> list[Decision]:
         """Rebuild after a restart from the store's snapshot, then settle what was in flight.
 
         Calls come back in the same order with the same place in line. A reservation that was ringing
@@ -670,6 +671,14 @@ class Router:
             self._arm_call_timers(call, now)
         for res in reservations:
             agent = self.agents.get(res.agent_id)
+            if not settle and agent is not None and agent.status is Status.RESERVED and res.call_id in self.calls:
+                # Not a restart (a re-sync after a failed write, or a command-line process): the offer is still
+                # ringing on the agent's phone; keep it, with its ring timeout.
+                self.reservations[res.call_id] = res
+                self.reserved_agent[res.agent_id] = res.call_id
+                self.calls[res.call_id] = self.calls[res.call_id]._replace(offered_to=res.agent_id)
+                self._arm(res.expires_at, "ring", res.call_id, res.offered_at)
+                continue
             if agent is not None and agent.status is Status.RESERVED:
                 new = transition(agent, Status.READY, now)._replace(missed=agent.missed)
                 out.append(self._set_agent(new, agent, "restart-settled"))
@@ -677,9 +686,11 @@ class Router:
                 out.append(CallQueued(self.calls[res.call_id]))
         for agent_id, st in list(self.agents.items()):
             if st.status is Status.WRAP_UP:
+                # Which queue the last call came from is not stored: the longest wrap-up of any queue is the
+                # safe choice (never cut a wrap-up short); the agent can make themselves ready sooner.
                 queue_wrap = max((q.wrap_up for q in self.queues.values()), default=0.0)
                 end = (st.since or now) + timedelta(seconds=queue_wrap)
-                self._arm(max(end, now), "wrap", agent_id, now)
+                self._arm(max(end, now), "wrap", agent_id, st.since)
         for call_id in [c.call_id for c in sorted(self.calls.values(), key=_line_key)]:
             out += self._match_call(call_id, now)
         return out

@@ -39,22 +39,31 @@ class RoutingService:
 
     @classmethod
     async def open(cls, agents: str | Path, queues: str | Path, *, url: str | None = None,
-                   clock: Callable[[], datetime] = wall_clock) -> "RoutingService":
-        """Load the roster and queues, open the store, restore the router and settle what was in flight."""
+                   clock: Callable[[], datetime] = wall_clock, settle: bool = True,
+                   write: bool = True) -> "RoutingService":
+        """Load the roster and queues, open the store and restore the router.
+
+        ``settle``: this process is the engine starting after a stop or crash, so offers that were
+        ringing cannot be answered any more: put those calls back and free the agents. A command-line
+        process sharing the database with a running engine passes False. ``write=False`` restores in
+        memory only (for read-only commands: listing must not change anything).
+        """
         roster = load_roster(agents).agents
         queue_specs = load_queues(queues)
         store = await Store.open(url)
         svc = cls(Router(queue_specs, roster), store, roster, queue_specs, clock)
         async with svc._lock:
-            await svc._restore()
+            await svc._restore(settle=settle, write=write)
         return svc
 
-    async def _restore(self) -> list[Decision]:
+    async def _restore(self, *, settle: bool, write: bool = True) -> list[Decision]:
         snap = await self.store.snapshot()
         self.router = Router(self.queues, self.roster)
         now = self.clock()
-        decisions = self.router.restore(snap.agents, snap.waiting, snap.reservations, now, snap.next_seq)
-        await self.store.apply(decisions, at=now)
+        decisions = self.router.restore(snap.agents, snap.waiting, snap.reservations, now, snap.next_seq,
+                                        settle=settle)
+        if write:
+            await self.store.apply(decisions, at=now)
         return decisions
 
     async def close(self) -> None:
@@ -76,8 +85,9 @@ class RoutingService:
         try:
             await self.store.apply(decisions, at=now)
         except BaseException:
-            # The store refused (or we were cancelled mid-write): memory must not run ahead of disk.
-            await asyncio.shield(self._restore())
+            # The store refused (or we were cancelled mid-write): memory must not run ahead of disk. This is
+            # not a restart: offers still ringing stay ringing.
+            await asyncio.shield(self._restore(settle=False))
             raise
 
     # ---------------------------------------------------------------- events

@@ -600,9 +600,10 @@ class Store:
         try:
             async with engine.execution_options(ivr_write=True).begin() as conn:
                 await conn.run_sync(_upgrade_to_head)
-        except DBAPIError as exc:
+        except (DBAPIError, OSError) as exc:  # asyncpg reports a refused connection as a plain OSError
             await engine.dispose()
-            raise StoreUnavailable(f"cannot open the routing store at {_safe_url(raw)} ({type(exc.orig).__name__}); "
+            cause = type(getattr(exc, "orig", None) or exc).__name__
+            raise StoreUnavailable(f"cannot open the routing store at {_safe_url(raw)} ({cause}); "
                                    "check the URL, that the server runs, and permissions",
                                    details={"url": _safe_url(raw)}) from exc
         except Exception as exc:

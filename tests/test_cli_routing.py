@@ -65,3 +65,50 @@ def test_queues_explain_prints_why_a_call_went_where(tmp_path: Path):
     assert "scheduling: 1 waiting" in r.stdout and "ringing ana.lopez" in r.stdout
     r = ivr(db, "queues", "explain", "call-0")
     assert r.returncode == 1 and "no routing decision recorded" in r.stderr
+
+
+def test_read_only_commands_change_nothing_and_ringing_offers_stay(tmp_path: Path):
+    db = tmp_path / "state.db"
+
+    async def route() -> None:
+        svc = await RoutingService.open(ROOT / "agents.yaml", ROOT / "queues.yaml", url=f"sqlite+aiosqlite:///{db}")
+        try:
+            await svc.login("ana.lopez")
+            await svc.enqueue("call-7", "scheduling", language="en")
+        finally:
+            await svc.close()
+
+    async def events() -> tuple[int, int]:
+        from routing.store import Store
+
+        store = await Store.open(f"sqlite+aiosqlite:///{db}")
+        try:
+            return len(await store.agent_events()), len(await store.explanations("call-7"))
+        finally:
+            await store.close()
+
+    asyncio.run(route())
+    before = asyncio.run(events())
+    for args in (("agents", "list"), ("queues", "status"), ("queues", "explain", "call-7"), ("agents", "list")):
+        assert ivr(db, *args).returncode == 0
+    assert asyncio.run(events()) == before == (before[0], 1)  # no re-offer, no 'restart-settled'
+
+
+def test_end_call_and_db_given_as_a_plain_path(tmp_path: Path):
+    db = tmp_path / "plain.db"
+
+    async def on_a_call() -> None:
+        svc = await RoutingService.open(ROOT / "agents.yaml", ROOT / "queues.yaml", url=f"sqlite+aiosqlite:///{db}")
+        try:
+            await svc.login("ben.carter")
+            await svc.enqueue("call-9", "records", language="en")
+            await svc.answered("call-9")
+        finally:
+            await svc.close()
+
+    asyncio.run(on_a_call())
+    env_free = ["--db", str(db)]
+    r = ivr(tmp_path / "unused.db", "agents", "logout", "ben.carter", *env_free)
+    assert r.returncode == 1 and "on_call" in r.stderr
+    r = ivr(tmp_path / "unused.db", "agents", "end-call", "ben.carter", *env_free)
+    assert r.returncode == 0 and "on_call -> wrap_up" in r.stdout

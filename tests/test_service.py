@@ -237,3 +237,32 @@ def test_concurrent_tasks_never_double_assign(tmp_path: Path, db_url: str):
             holding[e.agent_id] = True
         elif e.from_status == "reserved":
             holding[e.agent_id] = False
+
+
+def test_a_failed_write_resyncs_without_re_offering_ringing_calls(tmp_path: Path, db_url: str):
+    agents, queues = config(tmp_path)
+
+    async def scenario():
+        svc = await RoutingService.open(agents, queues, url=db_url, clock=FakeClock(T0, 1.0))
+        try:
+            await svc.login("a0")
+            await svc.enqueue("c1", "q1")
+            ringing = dict(svc.router.reservations)
+            real_apply = svc.store.apply
+
+            async def broken(decisions, at=None):
+                raise RuntimeError("disk full")
+
+            svc.store.apply = broken
+            with pytest.raises(RuntimeError):
+                await svc.login("a1")
+            svc.store.apply = real_apply
+            events = [e.cause for e in await svc.store.agent_events("a0")]
+            return ringing, dict(svc.router.reservations), svc.router.agents["a1"].status, events
+        finally:
+            await svc.close()
+
+    before, after, a1, events = asyncio.run(scenario())
+    assert before == after  # same offer, same expiry: still ringing
+    assert a1 is Status.LOGGED_OUT  # the refused login was rolled back in memory too
+    assert "restart-settled" not in events

@@ -45,6 +45,9 @@ def all_exchanges():
 
 
 EXCHANGES = all_exchanges() if SHARED else []
+# A 401 is decided by the server's authentication, not by validate(): those exchanges are checked by the
+# WebSocket/REST authentication tests below, so they are left out of the validate() comparison.
+SHAPE_EXCHANGES = [x for x in EXCHANGES if x[2]["status"] != 401]
 
 
 def _q(query):
@@ -52,13 +55,11 @@ def _q(query):
 
 
 # ------------------------------------------------------------------ apidocs
-@pytest.mark.parametrize("name,req,resp", EXCHANGES,
-                         ids=[f"{n}-{r['id']}-{r['method']}" for n, r, _ in EXCHANGES])
+@pytest.mark.parametrize("name,req,resp", SHAPE_EXCHANGES,
+                         ids=[f"{n}-{r['id']}-{r['method']}" for n, r, _ in SHAPE_EXCHANGES])
 def test_recorded_requests_get_asterisks_verdict(name, req, resp):
     """Requests Asterisk accepted validate; the shape errors it rejected are rejected identically."""
     status = resp["status"]
-    if status == 401:
-        pytest.skip("authentication is checked by the server, not by validate()")
     verdict = apidocs.validate(req["method"], req["path"], _q(req["query"]), req["body"])
     if isinstance(verdict, apidocs.Route):
         # validate() accepted it: Asterisk either accepted it or refused it for a state reason

@@ -256,13 +256,34 @@ call_events_t = sa.Table(
     sa.Index(None, "call_id", "id"),
 )
 
+call_records_t = sa.Table(
+    # One row per finished call, written by the live adapters: what the KPIs are computed from. No PHI:
+    # neither the caller's number nor anything they typed; ``node`` is the tree node the call ended at.
+    "call_records", metadata,
+    sa.Column("call_id", sa.String(128), primary_key=True),
+    sa.Column("tree", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),  # asterisk, twilio, simulator
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # the interpreter's outcome kind, or fallback
+    sa.Column("node", sa.String(128), nullable=False),
+    sa.Column("queue", sa.String(64)),
+    sa.Column("agent_id", sa.String(64)),
+    sa.Column("queued_at", UTCDateTime()),
+    sa.Column("answered_at", UTCDateTime()),  # when an agent answered
+    sa.Column("agent_ended_at", UTCDateTime()),
+    sa.Column("ended_by", sa.String(16), nullable=False),  # caller, agent, engine, fallback, asterisk
+    sa.Index(None, "started_at"),
+)
+
 router_meta_t = sa.Table(
     "router_meta", metadata,
     sa.Column("key", sa.String(32), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
-TABLES = ("agent_states", "agent_events", "waiting_calls", "reservations", "routing_decisions", "call_events", "router_meta")
+TABLES = ("agent_states", "agent_events", "waiting_calls", "reservations", "routing_decisions", "call_events",
+          "router_meta", "call_records")
 
 
 # ====================================================================== values handed back
@@ -299,6 +320,24 @@ class CallEvent(NamedTuple):
     why: str
     to_queue: str | None
     at: datetime
+
+
+class CallRecord(NamedTuple):
+    """A finished call as the KPIs see it (one row of ``call_records``); times are aware UTC."""
+
+    call_id: str
+    tree: str
+    channel: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: str
+    node: str
+    ended_by: str
+    queue: str | None = None
+    agent_id: str | None = None
+    queued_at: datetime | None = None
+    answered_at: datetime | None = None
+    agent_ended_at: datetime | None = None
 
 
 # ====================================================================== engine
@@ -661,6 +700,25 @@ class Store:
         plan = _compile(decisions, at)
         await self._write(lambda conn: self._execute(conn, plan), plan)
 
+    async def record_call(self, record: CallRecord) -> None:
+        """Write a finished call's record (written again for the same call id, the newer record wins)."""
+        row = record._asdict()
+        for k in ("started_at", "ended_at", "queued_at", "answered_at", "agent_ended_at"):
+            _utc(row[k], k)
+
+        def body(conn: sa.Connection) -> None:
+            conn.execute(self._upsert_call_record, row)
+
+        await self._write(body, None)
+
+    async def call_records(self, call_id: str | None = None) -> list[CallRecord]:
+        """Finished calls, oldest first (or the one ``call_id``)."""
+        t = call_records_t
+        q = sa.select(*(t.c[f] for f in CallRecord._fields)).order_by(t.c.started_at, t.c.call_id)
+        if call_id is not None:
+            q = q.where(t.c.call_id == call_id)
+        return [CallRecord(*r) for r in await self._read(q)]
+
     async def set_agent_state(self, state: AgentState, previous: str, cause: str) -> None:
         """Record one agent state change (same as ``apply([AgentChanged(state, previous, cause)])``)."""
         await self.apply([AgentChanged(state, previous, cause)])
@@ -847,6 +905,10 @@ class Store:
                                 .values(offered_to=sa.bindparam("b_agent")))
         self._insert_decision = sa.insert(routing_decisions_t)
         self._insert_call_event = sa.insert(call_events_t)
+        cr = ins(call_records_t)
+        self._upsert_call_record = cr.on_conflict_do_update(
+            index_elements=[call_records_t.c.call_id],
+            set_={c.name: cr.excluded[c.name] for c in call_records_t.c if c.name != "call_id"})
         m = ins(router_meta_t)
         self._bump_seq = m.on_conflict_do_update(
             index_elements=[router_meta_t.c.key],

@@ -219,7 +219,7 @@ def test_fresh_database_opens_at_head_and_reopening_is_a_no_op(store_url: str):
         finally:
             await store.close()
         version, tables = await _schema(store_url)
-        assert version == head_revision() == "0001"
+        assert version == head_revision() == "0002"
         assert tables >= set(TABLES) | {"alembic_version"}
 
         again = await Store.open(store_url)  # already at head: nothing to do, nothing lost
@@ -767,3 +767,31 @@ def test_store_benchmark_runs(store_url: str, capsys: pytest.CaptureFixture[str]
     assert set(results) == {"one_per_txn", "batched", "call_lifecycles"} and all(v > 0 for v in results.values())
     out = capsys.readouterr().out
     assert "one change per transaction" in out and "target 5,000" in out
+
+
+def test_call_records_round_trip_and_upgrade_in_place(store_url: str):
+    """A finished call's record survives a reopen; writing the same call again keeps the newer record."""
+    from routing.store import CallRecord
+
+    async def go() -> None:
+        store = await Store.open(store_url)
+        try:
+            rec = CallRecord("c1", "clinic-main", "asterisk", at(0), at(95), "agent", "scheduling_q", "caller",
+                             queue="scheduling", agent_id="ana", queued_at=at(10), answered_at=at(30),
+                             agent_ended_at=at(95))
+            await store.record_call(rec)
+            await store.record_call(rec._replace(ended_by="agent"))
+            await store.record_call(CallRecord("c0", "clinic-main", "asterisk", at(-5), at(1), "abandoned",
+                                               "main_menu", "caller"))
+        finally:
+            await store.close()
+        again = await Store.open(store_url)
+        try:
+            rows = await again.call_records()
+            assert [r.call_id for r in rows] == ["c0", "c1"]
+            assert rows[1] == rec._replace(ended_by="agent")
+            assert (await again.call_records("c1"))[0].answered_at == at(30)
+        finally:
+            await again.close()
+
+    asyncio.run(go())

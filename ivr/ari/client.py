@@ -47,6 +47,7 @@ from .errors import (
 log = logging.getLogger(__name__)
 
 RECONNECTED = "_Reconnected"
+CONNECTED = "_Connected"
 # A connection that stayed up this long is healthy even if it carried no event
 # (a quiet night): the next drop starts again from the initial backoff.
 STABLE_AFTER = 10.0
@@ -194,13 +195,15 @@ class AriClient:
         base = min(self.config.max_backoff, self.config.initial_backoff * 2.0 ** min(failures, 64))
         return base * (0.5 + 0.5 * self._rng())
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, connected_marker: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Yield ARI events forever, reconnecting after any drop until :meth:`close`.
 
         After each successful *re*connect a ``{"type": "_Reconnected", "attempt": n}``
         event is yielded, ``n`` being the number of connection attempts it took;
         events from the gap are lost (Asterisk replays nothing), so the engine
-        must resync.  Raises :class:`AriAuthError` (wrong credentials) and
+        must resync.  With ``connected_marker`` the first connection is announced
+        too, as ``{"type": "_Connected"}``: an engine that restarted resyncs then
+        (calls may be waiting in its application from before).  Raises :class:`AriAuthError` (wrong credentials) and
         :class:`AriBadRequest` (Asterisk refused the events URL) at once: retrying
         those only fills Asterisk's log.
         """
@@ -235,6 +238,8 @@ class AriClient:
                 if ever_connected:
                     log.info("ARI events reconnected after %d attempt(s)", attempts)
                     yield {"type": RECONNECTED, "attempt": attempts}
+                elif connected_marker:
+                    yield {"type": CONNECTED, "attempt": attempts}
                 ever_connected, attempts = True, 0
                 while not self._closing.is_set():
                     msg = await ws.receive()
@@ -318,9 +323,10 @@ class AriClient:
         path = "/bridges" + (f"/{_seg(bridge_id)}" if bridge_id else "")
         return await self.request("POST", path, params={"type": type, "name": name})
 
-    async def add_channel(self, bridge_id: str, channel_id: str | list[str]) -> None:
+    async def add_channel(self, bridge_id: str, channel_id: str | list[str], role: str | None = None) -> None:
         """Put channel(s) into a bridge (moves them out of any other bridge)."""
-        await self.request("POST", f"/bridges/{_seg(bridge_id)}/addChannel", params={"channel": channel_id})
+        await self.request("POST", f"/bridges/{_seg(bridge_id)}/addChannel",
+                           params={"channel": channel_id, "role": role})
 
     async def remove_channel(self, bridge_id: str, channel_id: str | list[str]) -> None:
         """Take channel(s) out of a bridge."""
@@ -351,6 +357,28 @@ class AriClient:
         return await self.request("POST", f"/channels/{_seg(channel_id)}/record", params={
             "name": name, "format": format, "maxDurationSeconds": max_duration, "beep": beep,
             "terminateOn": terminate_on})
+
+    async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
+        """Music on hold on one channel (works on every build; bridge MOH needs chan_bridge_media)."""
+        await self.request("POST", f"/channels/{_seg(channel_id)}/moh", params={"mohClass": moh_class})
+
+    async def stop_moh(self, channel_id: str) -> None:
+        await self.request("DELETE", f"/channels/{_seg(channel_id)}/moh")
+
+    async def bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        """Music on hold for a whole bridge (500 "Allocation failed" on builds without chan_bridge_media)."""
+        await self.request("POST", f"/bridges/{_seg(bridge_id)}/moh", params={"mohClass": moh_class})
+
+    async def get_playback(self, playback_id: str) -> dict[str, Any]:
+        """A playback still queued or playing (404 AriNotFound once it finished)."""
+        return await self.request("GET", f"/playbacks/{_seg(playback_id)}")
+
+    async def get_live_recording(self, name: str) -> dict[str, Any]:
+        """A recording in progress (404 AriNotFound once it finished)."""
+        return await self.request("GET", f"/recordings/live/{_seg(name)}")
+
+    async def stop_recording(self, name: str) -> None:
+        await self.request("POST", f"/recordings/live/{_seg(name)}/stop")
 
     async def list_channels(self) -> list[dict[str, Any]]:
         """All channels Asterisk knows (for resync after a reconnect)."""

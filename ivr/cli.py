@@ -301,6 +301,15 @@ def _add_routing_commands() -> None:
 _add_routing_commands()
 
 
+def _add_dialplan_commands() -> None:
+    from ivr.cli_dialplan import app as dialplan_app
+
+    app.add_typer(dialplan_app, name="dialplan")
+
+
+_add_dialplan_commands()
+
+
 def main() -> None:
     app()
 

@@ -105,6 +105,26 @@ class Router:
         self._logged_in(agent_id)
         return self._agent_to(agent_id, Status.NOT_READY, now, "pause", reason=reason)
 
+    def unavailable(self, agent_id: str, now: datetime, *, reason: str = "offline") -> list[Decision]:
+        """The agent cannot take calls any more (their softphone unregistered): not ready with ``reason``.
+
+        Unlike a pause this also applies to a ringing agent: the offer is withdrawn without counting a
+        miss (a phone that vanished is not an agent ignoring a call), the agent is made not ready *first*,
+        and only then is the call matched again, so it can never be re-offered to the same dead phone.
+        """
+        out: list[Decision] = self._due(now)
+        st = self._agent(agent_id)
+        if st.status is not Status.RESERVED:
+            self._logged_in(agent_id)
+            return out + self._agent_to(agent_id, Status.NOT_READY, now, "unavailable", reason=reason, catch_up=False)
+        call_id = next(c for c, r in self.reservations.items() if r.agent_id == agent_id)
+        self._drop_reservation(call_id)
+        new = transition(st, Status.NOT_READY, now, reason=reason)
+        out.append(self._set_agent(new, st, "unavailable"))
+        self.calls[call_id] = self.calls[call_id]._replace(offered_to=None)
+        out.append(CallQueued(self.calls[call_id]))
+        return out + self._match_call(call_id, now)
+
     def _logged_in(self, agent_id: str) -> None:
         if self._agent(agent_id).status is Status.LOGGED_OUT:
             raise IllegalTransition(f"agent {agent_id} is logged out; log in first (`ivr agents login {agent_id}`)",

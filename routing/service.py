@@ -101,6 +101,9 @@ class RoutingService:
     async def pause(self, agent_id: str, reason: str) -> list[Decision]:
         return await self._do(lambda now: self.router.pause(agent_id, reason, now))
 
+    async def unavailable(self, agent_id: str, reason: str = "offline") -> list[Decision]:
+        return await self._do(lambda now: self.router.unavailable(agent_id, now, reason=reason))
+
     async def logout(self, agent_id: str) -> list[Decision]:
         return await self._do(self.router.logout, agent_id)
 

@@ -30,10 +30,6 @@ MONDAY_930_NY = datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc)  # office ho
 AGENT_ENDPOINTS = {f"PJSIP/{n}": "online" for n in range(1001, 1008)}
 
 
-async def _no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
-
-
 async def eventually(cond: Callable[[], Any], what: str = "condition", timeout: float = 5.0) -> Any:
     """Wait for loopback I/O to make ``cond`` true (a safety net, never a timing assertion)."""
     loop = asyncio.get_running_loop()
@@ -63,6 +59,13 @@ class EngineHarness:
         self.engine: AriEngine | None = None
         self.routing: RoutingService | None = None
         self._run: asyncio.Task[Any] | None = None
+        self.reconnect_gate = asyncio.Event()  # cleared: the engine's reconnect waits (the gap of a WS drop)
+        self.reconnect_gate.set()
+
+    async def _reconnect_sleep(self, _: float) -> None:
+        """The client's backoff pause: no real seconds, only as long as the test holds the gate shut."""
+        await self.reconnect_gate.wait()
+        await asyncio.sleep(0)
 
     @property
     def url(self) -> str:
@@ -73,13 +76,13 @@ class EngineHarness:
         await self.start_engine()
         return self
 
-    async def start_engine(self, *, settle: bool = True) -> None:
+    async def start_engine(self, *, settle: bool = True, login: bool = True) -> None:
         assert self.server is not None
         self.routing = await RoutingService.open(self.agents_path, self.queues_path, url=self.url,
                                                  clock=self.clock.now, settle=settle)
         client = AriClient(AriConfig(base_url=self.server.base_url, username=self.server.username,
                                      password=self.server.password, app=self.server.app_name),
-                           sleep=_no_sleep)
+                           sleep=self._reconnect_sleep)
         tree = load_tree(self.tree_path)
         route = TreeRoute(Path(self.tree_path).stem, tree)
         self.engine = AriEngine(client, {"100": route}, route, clock=self.clock, routing=self.routing,
@@ -88,7 +91,7 @@ class EngineHarness:
         await self.server.wait_connected()
         await eventually(lambda: self.engine.connected, "the engine to connect")
         await self.settle()
-        if self.login is not None:
+        if self.login is not None and login:
             for a in self.login:
                 await self.routing.login(a)
             await self.settle()

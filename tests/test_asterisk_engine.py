@@ -17,6 +17,7 @@ from engine_harness import EngineHarness, eventually
 from standin import apidocs
 
 from agents.state import Status
+from routing.store import Store
 
 pytestmark = pytest.mark.skipif(
     apidocs.shared_dir() is None or not (apidocs.shared_dir() / "ari-api-docs").is_dir(),
@@ -181,5 +182,156 @@ def test_caller_hangs_up_while_the_agent_rings_frees_the_agent(tmp_path: Path):
             assert leg.id not in h.server.channels  # the engine cancelled the ringing leg
             assert agent_state(h, "ana.lopez") is Status.READY
             assert h.routing.router.agents["ana.lopez"].missed == 0  # not the agent's fault
+
+    run(go())
+
+
+async def talking(h: EngineHarness) -> tuple[str, str]:
+    """A caller connected to ana.lopez: (caller channel, agent channel)."""
+    cid = await to_scheduling_queue(h)
+    leg = h.agent_legs()[0]
+    await h.server.answer_originated(leg.id)
+    await h.settle()
+    assert agent_state(h, "ana.lopez") is Status.ON_CALL
+    return cid, leg.id
+
+
+def test_websocket_dropped_mid_call_catches_up_on_what_the_gap_swallowed(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=ALL) as h:
+            cid = await h.call()
+            await h.finish_prompts(cid)  # the main menu has played; keys are awaited
+            await h.press(cid, "1")
+            pb = h.current_playback(cid)  # the appointments menu is playing
+            assert pb is not None
+            h.reconnect_gate.clear()
+            await h.server.drop_websocket()
+            await h.server.finish_playback(pb)  # ends while nobody listens: the event is lost
+            await eventually(lambda: not h.server.sockets, "the socket to be down")
+            assert h.server.events[-1]["type"] == "PlaybackFinished"
+            h.reconnect_gate.set()
+            await h.server.wait_connected()
+            await h.settle()
+            assert h.requests("GET", "/ari/channels") and h.requests("GET", f"/ari/playbacks/{pb}")
+            # the engine learned that the prompt ended, so the caller's key is now taken
+            await h.press(cid, "1")
+            assert h.agent_legs(), "the key after the gap must reach the queue and ring an agent"
+
+    run(go())
+
+
+def test_asterisk_restart_with_calls_in_progress_releases_everyone(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=("ana.lopez", "gus.records")) as h:
+            talker, _leg = await talking(h)
+            waiter = await to_scheduling_queue(h)  # ana is busy: the second caller waits
+            assert waiter in h.routing.router.calls and not any(
+                c.id != _leg for c in h.agent_legs())
+            h.reconnect_gate.clear()
+            await h.server.restart()  # every channel and bridge gone, no events
+            h.reconnect_gate.set()
+            await h.server.wait_connected()
+            await h.settle()
+            assert not h.engine.sessions
+            assert waiter not in h.routing.router.calls
+            assert agent_state(h, "ana.lopez") is Status.WRAP_UP  # her call ended with Asterisk
+            recs = {r.call_id: r for r in await h.routing.store.call_records()}
+            assert recs[talker].ended_by == recs[waiter].ended_by == "asterisk"
+            assert recs[talker].agent_id == "ana.lopez" and recs[waiter].outcome == "abandoned"
+            # the engine takes new calls on the restarted Asterisk
+            await h.advance(31)
+            again = await to_scheduling_queue(h)
+            assert h.agent_legs() and again in h.engine.sessions
+
+    run(go())
+
+
+def test_engine_restart_adopts_conversations_and_hands_other_callers_to_a_person(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=("ana.lopez", "gus.records")) as h:
+            talker, leg = await talking(h)
+            waiter = await to_scheduling_queue(h)
+            in_menu = await h.call()
+            await h.stop_engine(graceful=False)  # the process dies: no cleanup at all
+            await h.start_engine(login=False)
+            await h.settle()
+            await h.finish_prompts(in_menu)  # Asterisk moves a channel on only once its prompt has ended
+            await h.settle()
+            fallbacks = [r for r in h.requests("POST") if r[1].endswith("/continue")]
+            assert sorted(r[1].split("/")[3] for r in fallbacks) == sorted([waiter, in_menu])
+            assert all(r[2] == {"context": "ivr-fallback", "extension": "s", "priority": "1"} for r in fallbacks)
+            assert waiter not in h.routing.router.calls
+            # the conversation goes on untouched, and its end still puts ana into wrap-up
+            assert talker in h.server.channels and leg in h.server.channels
+            assert agent_state(h, "ana.lopez") is Status.ON_CALL
+            await h.server.hangup(talker)
+            await h.settle()
+            assert leg not in h.server.channels and not h.server.bridges
+            assert agent_state(h, "ana.lopez") is Status.WRAP_UP
+
+    run(go())
+
+
+def test_sigterm_hands_waiting_callers_to_the_dialplan_and_leaves_conversations(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=("ana.lopez",)) as h:
+            talker, leg = await talking(h)
+            waiter = await to_scheduling_queue(h)
+            await h.stop_engine(graceful=True)
+            fallbacks = [r[1].split("/")[3] for r in h.requests("POST") if r[1].endswith("/continue")]
+            assert fallbacks == [waiter]
+            assert talker in h.server.channels and leg in h.server.channels
+            assert h.server.channels[talker].bridge is not None
+            async with await Store.open(h.url) as store:  # what survives the process
+                recs = {r.call_id: r for r in await store.call_records()}
+                snap = await store.snapshot()
+            assert recs[waiter].outcome == "fallback" and not snap.waiting
+
+    run(go())
+
+
+def test_softphone_unregistering_while_it_rings_moves_the_call_and_pauses_the_agent(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=ALL) as h:
+            cid = await to_scheduling_queue(h)
+            leg = h.agent_legs()[0]
+            await h.server.ring(leg.id)
+            h.server.endpoints["PJSIP/1001"] = "offline"
+            await h.engine.presence("PJSIP/1001", online=False)  # AMI: ContactStatus Removed
+            await h.settle()
+            assert leg.id not in h.server.channels
+            ana = h.routing.router.agents["ana.lopez"]
+            assert (ana.status, ana.reason) == (Status.NOT_READY, "offline")
+            await h.advance(31)  # past the expert-only step: someone else is rung
+            assert [c.dialstring for c in h.agent_legs()] not in ([], ["1001"])
+            h.server.endpoints["PJSIP/1001"] = "online"
+            await h.engine.presence("PJSIP/1001", online=True)
+            await h.settle()
+            assert agent_state(h, "ana.lopez") in (Status.READY, Status.RESERVED)  # back to where she was
+            await h.server.hangup(cid)
+            await h.settle()
+
+    run(go())
+
+
+def test_prescription_refill_records_a_message(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=ALL) as h:
+            cid = await h.call()
+            await h.finish_prompts(cid)
+            await h.press(cid, "2")
+            await h.finish_prompts(cid)
+            await h.press(cid, "04121980#")
+            await h.finish_prompts(cid)
+            rec = h.requests("POST", f"/channels/{cid}/record")
+            assert len(rec) == 1 and rec[0][2]["format"] == "wav" and rec[0][2]["terminateOn"] == "#"
+            await h.advance(20)
+            await h.server.finish_recording(rec[0][2]["name"])
+            await h.settle()
+            await h.finish_prompts(cid)
+            await eventually(lambda: cid not in h.server.channels, "the engine to hang up")
+            await h.settle()
+            r = (await h.routing.store.call_records(cid))[0]
+            assert r.outcome == "record" and r.queue is None
 
     run(go())

@@ -512,3 +512,22 @@ def test_random_operations_keep_every_index_consistent(seed):
             assert r.agents[res.agent_id].status is Status.RESERVED and r.agents[res.agent_id].call_id == c
         filed = [k[3] for lst in r._by_skill.values() for k in lst]
         assert sorted(filed) == sorted(r.calls)
+
+
+def test_unavailable_withdraws_a_ringing_offer_without_a_miss_and_never_re_offers_the_dead_phone():
+    """A softphone that unregisters while it rings: the call goes to the next agent at once, keeping its place."""
+    r = router(Q, agent("ana", scheduling=9), agent("ben", scheduling=6))
+    assert offers(r.enqueue("c1", "sched", t(1))) == [("c1", "ana")]
+    since = r.calls["c1"].since
+    ds = r.unavailable("ana", t(3))
+    assert offers(ds) == [("c1", "ben")]
+    ana = r.agents["ana"]
+    assert (ana.status, ana.reason, ana.missed) == (Status.NOT_READY, "offline", 0)
+    assert r.calls["c1"].since == since and r.reservations["c1"].agent_id == "ben"
+    # idle agents simply become not ready; a logged-out one is refused
+    r2 = router(Q, agent("ana", scheduling=9))
+    r2.unavailable("ana", t(1))
+    assert (r2.agents["ana"].status, r2.agents["ana"].reason) == (Status.NOT_READY, "offline")
+    r2.logout("ana", t(2))
+    with pytest.raises(IllegalTransition):
+        r2.unavailable("ana", t(3))

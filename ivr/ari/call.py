@@ -153,9 +153,6 @@ class CallSession:
             await self._on_routing(item[1])
         elif kind == "reconcile":
             await self._reconcile(item[1])
-        elif kind == "presence-lost":
-            if self.leg is not None and self.leg.agent_id == item[1] and self.leg.state == "dialing":
-                await self._hangup_quietly(self.leg.channel_id)  # the leg's end runs the no-answer path
         elif kind == "shutdown":
             await self._shutdown()
 
@@ -581,6 +578,8 @@ class CallSession:
         if self.gone:
             return
         self.gone = True
+        if how == "lost":
+            self.ended_by = "asterisk"  # the channel vanished while the events socket was down
         now = self.clock.now()
         for pb in list(self.playing):
             self.engine.disown(pb)

@@ -154,6 +154,7 @@ class AriClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        timeout: float | None = None,
     ) -> Any:
         """One ARI REST call; returns the parsed JSON, or ``None`` for an empty (204) answer.
 
@@ -166,11 +167,11 @@ class AriClient:
         if self._closing.is_set():
             raise AriUnavailable("client is closed", method=method, path=path)
         session = self._ensure_session()
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+        limit = aiohttp.ClientTimeout(total=timeout or self.config.request_timeout)
         try:
             async with session.request(
                 method, self.config.base_url + path, params=query or None, json=json,
-                headers=self._auth, timeout=timeout,
+                headers=self._auth, timeout=limit,
             ) as resp:
                 raw = await resp.read()
                 status, reason = resp.status, resp.reason or ""
@@ -346,10 +347,16 @@ class AriClient:
         }, json={"variables": dict(variables)} if variables else None)
 
     async def continue_in_dialplan(self, channel_id: str, context: str | None = None,
-                                   extension: str | None = None, priority: int | None = None) -> None:
-        """Leave Stasis and continue in the dialplan (where given, else after Stasis())."""
+                                   extension: str | None = None, priority: int | None = None,
+                                   timeout: float | None = None) -> None:
+        """Leave Stasis and continue in the dialplan (where given, else after Stasis()).
+
+        Asterisk answers only once a playback running on the channel has ended: pass a ``timeout``
+        longer than a prompt when the engine cannot stop that playback first.
+        """
         await self.request("POST", f"/channels/{_seg(channel_id)}/continue",
-                           params={"context": context, "extension": extension, "priority": priority})
+                           params={"context": context, "extension": extension, "priority": priority},
+                           timeout=timeout)
 
     async def record(self, channel_id: str, name: str, format: str = "wav", max_duration: int = 0,
                      beep: bool = True, terminate_on: str = "#") -> dict[str, Any]:

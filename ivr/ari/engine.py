@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 CONNECTED = "_Connected"
 RECONNECTED = "_Reconnected"
 TALK_PREFIX = "ivr-talk:"
+ORPHAN_CONTINUE_TIMEOUT = 120.0  # longer than any prompt a restarted engine may find still playing
 
 
 @dataclass
@@ -151,6 +152,12 @@ class AriEngine:
 
         t.add_done_callback(done)
         return t
+
+    def _background(self, coro: Any) -> None:
+        """A task that may take long (minutes) and must not count as work in progress for :meth:`settled`."""
+        t = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
 
     # ------------------------------------------------------------------ events
 
@@ -369,8 +376,14 @@ class AriEngine:
                 continue  # not ours: a dialplan call, or another application's
             kind = data.split(",")[1] if "," in data else ""
             if kind == "inbound":
+                # A prompt from before the restart may still be playing, and its id is not known here:
+                # Asterisk carries the request out when it ends, so wait that long, in the background.
                 log.info("a caller with no session (engine restarted): handing the call to the human fallback")
-                await self._ignore(self.client.continue_in_dialplan(cid, *self.fallback))
+                if any(b["id"] == f"hold-{cid}" for b in bridges):
+                    await self._ignore(self.client.destroy_bridge(f"hold-{cid}"))
+                self._background(self._ignore(self.client.continue_in_dialplan(cid, *self.fallback,
+                                                                               timeout=ORPHAN_CONTINUE_TIMEOUT)))
+                self.owner[cid] = "fallback"
                 self.calls_handled += 1
             else:
                 await self._ignore(self.client.hangup(cid))
@@ -432,9 +445,6 @@ class AriEngine:
             return
         if not online:
             self.offline.add(agent_id)
-            for s in self.sessions.values():
-                if s.leg is not None and s.leg.agent_id == agent_id:
-                    s.post(("presence-lost", agent_id))
             await self._apply_presence()
             return
         self.offline.discard(agent_id)
@@ -451,12 +461,14 @@ class AriEngine:
         router = self.router
         for agent_id in list(self.offline):
             st = router.agents.get(agent_id)
-            if st is None or st.status not in (Status.READY, Status.NOT_READY):
-                continue  # logged out stays so; ringing, on a call or in wrap-up: paused once that is over
+            if st is None or st.status not in (Status.READY, Status.NOT_READY, Status.RESERVED):
+                continue  # logged out stays so; on a call or in wrap-up: made unavailable once that is over
             if st.status is Status.NOT_READY and st.reason == "offline":
                 continue
-            self.before_offline.setdefault(agent_id, (st.status, st.reason))
-            await self.route("pause", agent_id, "offline")
+            prior = (Status.READY, None) if st.status is Status.RESERVED else (st.status, st.reason)
+            self.before_offline.setdefault(agent_id, prior)
+            # a ringing offer is withdrawn (the session then hangs the leg up) and the call re-matched
+            await self.route("unavailable", agent_id, "offline")
 
     # ------------------------------------------------------------------ shutdown
 

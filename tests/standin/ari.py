@@ -322,6 +322,16 @@ class AriStandIn:
         if ws is not None:
             await ws.close()
 
+    async def restart(self):
+        """Asterisk restarts: every channel, bridge, playback and recording vanishes without an event,
+        and the events socket closes (the client must reconnect and find nothing)."""
+        self.channels.clear()
+        self.bridges.clear()
+        self.playbacks.clear()
+        self.recordings.clear()
+        for app in list(self.sockets):
+            await self.drop_websocket(app)
+
     async def finish_recording(self, name: str):
         rec = self.recordings.pop(name)
         rec["state"] = "done"

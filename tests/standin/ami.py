@@ -4,6 +4,11 @@ Frames are ``Key: Value`` lines with CRLF, terminated by a blank line.  Answers
 mirror g1_ami_actions_registration_originate.jsonl (ActionID/Timestamp differ).
 Scripting: ``await ami.register("agent1002")`` / ``unregister`` push the
 registration events; ``await ami.push_event("Name", {...})`` anything else.
+Outage and fault scripting: ``silent`` (action names never answered),
+``drop_on`` (action names on which the server closes the connection without
+answering, after recording the action), ``gate(name)`` (hold answers until an
+event is set), ``push_raw(bytes)``, ``drop_clients()``, ``stop()`` / ``restart()``
+(stop listening, then listen again on the same port).
 """
 from __future__ import annotations
 
@@ -39,6 +44,10 @@ class AmiStandIn:
         self.auth_fail_delay = auth_fail_delay  # real Asterisk waits ~1 s
         self.clients: list[asyncio.StreamWriter] = []
         self.received: list[dict] = []
+        self.silent: set[str] = set()  # lower-case action names left unanswered
+        self.drop_on: set[str] = set()  # lower-case action names that make the server hang up
+        self.gates: dict[str, asyncio.Event] = {}  # lower-case action name -> answer once set
+        self._conns: set[asyncio.StreamWriter] = set()
         self._server = None
         self._uid = itertools.count(31)
         self.port = None
@@ -49,10 +58,51 @@ class AmiStandIn:
         return self
 
     async def close(self):
-        for w in list(self.clients):
+        for w in list(self.clients) + list(self._conns):
             w.close()
         self._server.close()
         await self._server.wait_closed()
+
+    # -------------------------------------------------------- fault scripting
+    def actions(self, name: str) -> list[dict]:
+        """Every received frame whose Action is ``name`` (case-insensitive)."""
+        return [m for m in self.received if (m.get("action") or "").lower() == name.lower()]
+
+    @property
+    def connections(self) -> int:
+        """Open client connections, logged in or not."""
+        return len(self._conns)
+
+    def gate(self, action: str) -> asyncio.Event:
+        """Hold answers to ``action`` until the returned event is set."""
+        return self.gates.setdefault(action.lower(), asyncio.Event())
+
+    async def push_raw(self, data: bytes):
+        """Write bytes as they are to every logged-in client (garbled frames, split frames)."""
+        for w in list(self.clients):
+            w.write(data)
+            await w.drain()
+
+    async def drop_clients(self):
+        """Close every client connection (logged in or not), as an Asterisk restart would."""
+        conns = list(self._conns)
+        for w in conns:
+            w.close()
+        for w in conns:
+            try:
+                await w.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def stop(self):
+        """Stop listening (connects are refused) and drop every connection; ``restart()`` undoes it."""
+        self._server.close()
+        await self._server.wait_closed()
+        await self.drop_clients()
+
+    async def restart(self):
+        """Listen again on the same port."""
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
 
     async def __aenter__(self):
         return await self.start()
@@ -105,6 +155,7 @@ class AmiStandIn:
 
     async def _client(self, reader, writer):
         sess = {"id": f"0x{id(writer):x}", "tv": "1970-01-01T00:00:00.000+0000", "user": ""}
+        self._conns.add(writer)
         writer.write(BANNER)
         await writer.drain()
         authed = False
@@ -117,6 +168,12 @@ class AmiStandIn:
                 aid = msg.get("actionid")
                 head = [("ActionID", aid)] if aid is not None else []
                 action = (msg.get("action") or "").lower()
+                if action in self.drop_on:
+                    break  # hang up without answering (the finally below closes)
+                if action in self.gates:
+                    await self.gates[action].wait()
+                if action in self.silent:
+                    continue
 
                 def resp(kind, *pairs, head=head):
                     writer.write(frame(("Response", kind), *head, *pairs))
@@ -199,6 +256,7 @@ class AmiStandIn:
         finally:
             if writer in self.clients:
                 self.clients.remove(writer)
+            self._conns.discard(writer)
             writer.close()
 
     async def _originate(self, msg, resp, writer, head):

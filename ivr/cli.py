@@ -291,6 +291,56 @@ def graph(
         typer.echo(text)
 
 
+@app.command()
+def serve(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Engine config file (see ivr-engine.example.yaml); "
+                                          "default: embedded defaults (sample clinic, SQLite, 127.0.0.1:8080, no Asterisk)"),
+    host: Optional[str] = typer.Option(None, "--host", help="Web server address (overrides the config)"),
+    port: Optional[int] = typer.Option(None, "--port", help="Web server port; 0 picks a free one"),
+    log_json: bool = typer.Option(False, "--log-json", help="Log as JSON lines (for log shippers)"),
+) -> None:
+    """Run the live engine: trees, routing store, web endpoints, and Asterisk (ARI + AMI) when configured."""
+    import asyncio
+    import os
+
+    from ivr import engine_config, logsetup
+    from ivr.configfile import ConfigInvalid
+    from ivr.errors import IvrError
+    from ivr.serve import serve as run_serve
+
+    logsetup.configure(json=log_json)
+    env = dict(os.environ)
+    if host is not None:
+        env["IVR_HOST"] = host
+    if port is not None:
+        env["IVR_PORT"] = str(port)
+    try:
+        cfg = engine_config.load(config, env)
+    except ConfigInvalid as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+    except IvrError as exc:
+        typer.echo(f"error[{exc.error_id}]: {exc}", err=True)
+        raise typer.Exit(2)
+
+    def ready(running: Any) -> None:
+        trees = ", ".join(running.trees)
+        ast = "Asterisk at " + cfg.asterisk.ari_url if cfg.asterisk else "no Asterisk configured (web and routing only)"
+        typer.echo(f"ivr engine listening on {running.url} (health: {running.url}/health); trees: {trees}; {ast}",
+                   err=False)
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(run_serve(cfg, on_ready=ready))
+    except TreeInvalid as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1)
+    except (IvrError, OSError) as exc:
+        typer.echo(f"error[{getattr(exc, 'error_id', 'E-SERVE')}]: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo("ivr engine stopped")
+
+
 def _add_routing_commands() -> None:
     from ivr.cli_routing import agents_app, queues_app
 

@@ -335,3 +335,48 @@ def test_prescription_refill_records_a_message(tmp_path: Path):
             assert r.outcome == "record" and r.queue is None
 
     run(go())
+
+
+def test_ami_unregistration_while_ringing_reaches_the_engine_and_registration_restores(tmp_path: Path):
+    """The whole presence path: AMI wire frames -> client -> tracker -> engine -> router -> ARI hang-up."""
+    from standin.ami import AmiStandIn
+
+    from ivr.ami.client import AmiClient, AmiConfig
+    from ivr.ami.feed import PresenceFeed
+
+    async def go():
+        async with EngineHarness(tmp_path, login=ALL) as h, AmiStandIn(
+                endpoints=tuple(str(n) for n in range(1001, 1008))) as ami_server:
+            for n in range(1001, 1008):
+                await ami_server.register(str(n))
+            feed = PresenceFeed(h.engine)
+            ami = AmiClient(AmiConfig(port=ami_server.port, username="USER", password="SECRET"),
+                            on_connected=feed.resync)
+            feed.attach(ami)
+            task = asyncio.get_running_loop().create_task(ami.run())
+            try:
+                await eventually(lambda: ami.connected and feed.tracker.online("PJSIP/1001"), "AMI login + snapshot")
+                cid = await to_scheduling_queue(h)
+                leg = h.agent_legs()[0]
+                assert leg.dialstring == "1001"
+                await h.server.ring(leg.id)
+                h.server.endpoints["PJSIP/1001"] = "offline"
+                await ami_server.unregister("1001")
+                await eventually(lambda: leg.id not in h.server.channels, "the ringing leg to be hung up")
+                await h.settle()
+                ana = h.routing.router.agents["ana.lopez"]
+                assert (ana.status, ana.reason, ana.missed) == (Status.NOT_READY, "offline", 0)
+                h.server.endpoints["PJSIP/1001"] = "online"
+                await ami_server.register("1001")
+                await eventually(lambda: agent_state(h, "ana.lopez") is not Status.NOT_READY, "ana back")
+                await h.settle()
+                # she is ready again, and as the best scheduler she is offered the waiting call at once
+                assert agent_state(h, "ana.lopez") is Status.RESERVED
+                assert [c.dialstring for c in h.agent_legs()] == ["1001"]
+                await h.server.hangup(cid)
+                await h.settle()
+            finally:
+                await ami.close()
+                await asyncio.gather(task, return_exceptions=True)
+
+    run(go())

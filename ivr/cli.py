@@ -353,8 +353,10 @@ _add_routing_commands()
 
 def _add_dialplan_commands() -> None:
     from ivr.cli_dialplan import app as dialplan_app
+    from ivr.cli_prompts import app as prompts_app
 
     app.add_typer(dialplan_app, name="dialplan")
+    app.add_typer(prompts_app, name="prompts")
 
 
 _add_dialplan_commands()

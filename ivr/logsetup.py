@@ -24,7 +24,12 @@ _OURS = frozenset({"timestamp", "level", "logger"})  # written by the processors
 _DIGIT_RUN = re.compile(r"\+?\d(?:[\d\-. ]{5,}\d)")
 
 
+_CHANNEL_ID = re.compile(r"\d{9,11}\.\d{1,9}")  # Asterisk's channel ids (epoch.seq): our call ids, not PHI
+
+
 def _mask(m: re.Match[str]) -> str:
+    if _CHANNEL_ID.fullmatch(m.group(0)):
+        return m.group(0)
     digits = [c for c in m.group(0) if c.isdigit()]
     if len(digits) < 7:
         return m.group(0)

@@ -227,10 +227,16 @@ class Router:
             _remove(self._by_skill[_filed_under(old[1][0])], _line_key(call))
         return call
 
-    def answered(self, call_id: str, now: datetime) -> list[Decision]:
-        """The reserved agent picked up."""
+    def answered(self, call_id: str, now: datetime, *, agent_id: str | None = None,
+                 offered_at: datetime | None = None) -> list[Decision]:
+        """The reserved agent picked up.
+
+        ``agent_id`` / ``offered_at`` name the offer the phone answered: if the router has since moved the call
+        to another offer (its ring timeout fired first), the answer is refused rather than credited to the
+        wrong agent.
+        """
         out: list[Decision] = self._due(now)
-        res = self._reservation(call_id)
+        res = self._reservation(call_id, agent_id, offered_at)
         agent = self.agents[res.agent_id]
         new = transition(agent, Status.ON_CALL, now)
         out.append(self._set_agent(new, agent, "answered"))
@@ -240,9 +246,15 @@ class Router:
         out.append(CallLeft(call_id, call.queue, "answered", now))
         return out
 
-    def no_answer(self, call_id: str, now: datetime) -> list[Decision]:
-        """The offer rang out (or the agent declined): the call keeps its place; the agent may be paused."""
+    def no_answer(self, call_id: str, now: datetime, *, agent_id: str | None = None,
+                  offered_at: datetime | None = None) -> list[Decision]:
+        """The offer rang out (or the agent declined): the call keeps its place; the agent may be paused.
+
+        With ``agent_id`` / ``offered_at``, an offer the router already ended (its own ring timeout and
+        Asterisk's both report one ring-out) is refused, so one ring-out is never counted twice.
+        """
         due = self._due(now)
+        self._reservation(call_id, agent_id, offered_at)
         return due + self._no_answer(call_id, now)
 
     def _no_answer(self, call_id: str, now: datetime) -> list[Decision]:
@@ -612,10 +624,14 @@ class Router:
         self.explanations.setdefault(call.call_id, []).append(explanation)
         return [self._set_agent(new, agent, "offered"), Offer(call.call_id, agent_id, call.queue, expires, explanation)]
 
-    def _reservation(self, call_id: str) -> Reservation:
+    def _reservation(self, call_id: str, agent_id: str | None = None,
+                     offered_at: datetime | None = None) -> Reservation:
         res = self.reservations.get(call_id)
         if res is None:
             raise UnknownCall(f"call {call_id} is not ringing any agent", details={"call": call_id})
+        if (agent_id is not None and res.agent_id != agent_id) or (offered_at is not None and res.offered_at != offered_at):
+            raise UnknownCall(f"call {call_id} is no longer offered to {agent_id or res.agent_id} as it was "
+                              "(the offer ended and a new one was made)", details={"call": call_id})
         return res
 
     def _drop_reservation(self, call_id: str) -> None:

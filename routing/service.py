@@ -77,7 +77,12 @@ class RoutingService:
             due = self.router.tick(now)
             if due:
                 await self._commit(due, now)
-            decisions = method(*args, now, **kw)  # raises before changing anything when the event is refused
+            try:
+                decisions = method(*args, now, **kw)  # raises before changing anything when the event is refused
+            except Exception as exc:
+                # what time decided is committed: hand it on with the refusal so callers can act on it
+                exc.due = due  # type: ignore[attr-defined]
+                raise
             await self._commit(decisions, now)
             return due + decisions
 
@@ -110,11 +115,12 @@ class RoutingService:
     async def enqueue(self, call_id: str, queue: str, **kw: Any) -> list[Decision]:
         return await self._do(lambda now: self.router.enqueue(call_id, queue, now, **kw))
 
-    async def answered(self, call_id: str) -> list[Decision]:
-        return await self._do(self.router.answered, call_id)
+    async def answered(self, call_id: str, agent_id: str | None = None, offered_at: Any = None) -> list[Decision]:
+        return await self._do(lambda now: self.router.answered(call_id, now, agent_id=agent_id, offered_at=offered_at))
 
-    async def no_answer(self, call_id: str) -> list[Decision]:
-        return await self._do(self.router.no_answer, call_id)
+    async def no_answer(self, call_id: str, agent_id: str | None = None, offered_at: Any = None) -> list[Decision]:
+        return await self._do(lambda now: self.router.no_answer(call_id, now, agent_id=agent_id,
+                                                                offered_at=offered_at))
 
     async def abandon(self, call_id: str, *, why: str = "abandoned") -> list[Decision]:
         return await self._do(lambda now: self.router.abandon(call_id, now, why=why))

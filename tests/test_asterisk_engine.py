@@ -63,7 +63,7 @@ def test_call_walks_the_tree_waits_and_talks_to_an_agent(tmp_path: Path):
             assert len(legs) == 1 and legs[0].dialstring == "1001"  # ana.lopez, the best scheduler, longest idle
             originate = h.requests("POST", "/ari/channels")[-1]
             assert originate[2]["app"] == "ivr-engine" and originate[2]["appArgs"] == f"agent,{cid}"
-            assert originate[2]["timeout"] == "20"  # the queue's ring timeout
+            assert originate[2]["timeout"] == "19"  # a second under the queue's ring timeout: Asterisk ends the ring first
             assert originate[3]["variables"]["IVR_QUEUE"] == "scheduling"
             assert agent_state(h, "ana.lopez") is Status.RESERVED
 
@@ -378,5 +378,111 @@ def test_ami_unregistration_while_ringing_reaches_the_engine_and_registration_re
             finally:
                 await ami.close()
                 await asyncio.gather(task, return_exceptions=True)
+
+    run(go())
+
+
+# ---------------------------------------------------------------------- races found in review
+
+
+def hold_tick(h: EngineHarness) -> None:
+    """The router's timer is due but its tick has not run yet (another step holds the lock): the race window."""
+    if h.engine._tick is not None:
+        h.engine._tick[1].cancel()
+        h.engine._tick = None
+
+
+def test_an_answer_racing_the_routers_ring_timeout_never_credits_the_wrong_agent(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=ALL) as h:
+            cid = await to_scheduling_queue(h)
+            await h.advance(21)  # ana rings out once and, as the only expert in the first 30 s, is rung again
+            leg2 = h.agent_legs()[0]
+            hold_tick(h)
+            await h.advance(19.5)  # that offer's ring timer is due; the tick has not run
+            await h.server.answer_originated(leg2.id)  # ana picks up at that very moment
+            await h.settle()
+            states = {a: agent_state(h, a) for a in ALL}
+            assert list(states.values()).count(Status.ON_CALL) <= 1
+            bridged = [b for b in h.server.bridges.values() if b.bridge_type == "mixing"]
+            on_call = [a for a, st in states.items() if st is Status.ON_CALL]
+            if bridged:  # whoever is bridged with the caller is the one the router has on the call
+                assert on_call == ["ana.lopez"] and leg2.id in bridged[0].channels
+            else:  # the router had moved on: ana's late answer is hung up, the caller keeps waiting
+                assert leg2.id not in h.server.channels and cid in h.routing.router.calls and not on_call
+            await h.server.hangup(cid)
+            await h.settle()
+            await h.advance(120)
+            assert all(agent_state(h, a) is not Status.ON_CALL for a in ALL)
+
+    run(go())
+
+
+def test_one_ring_out_reported_twice_counts_one_miss(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=ALL) as h:
+            await to_scheduling_queue(h)
+            leg = h.agent_legs()[0]
+            await h.server.ring(leg.id)
+            hold_tick(h)
+            await h.advance(20.5)  # the router's ring timer is due...
+            await h.server.no_answer(leg.id)  # ...and Asterisk reports the same ring-out (cause 19)
+            await h.settle()
+            assert h.routing.router.agents["ana.lopez"].missed == 1
+
+    run(go())
+
+
+def test_engine_restart_hangs_up_an_agent_leg_ringing_for_nobody(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=ALL) as h:
+            await to_scheduling_queue(h)
+            leg = h.agent_legs()[0]
+            await h.server.ring(leg.id)
+            await h.stop_engine(graceful=False)  # the process dies while ana's phone rings
+            await h.start_engine(login=False)
+            await h.settle()
+            assert leg.id not in h.server.channels
+            assert agent_state(h, "ana.lopez") is Status.READY  # settled by the store, not left reserved
+
+    run(go())
+
+
+def test_a_refused_routing_step_still_carries_out_what_time_had_decided(tmp_path: Path):
+    """Another caller's max wait falls due in the same step as a refused event: that caller is not stranded."""
+    from engine_harness import ROOT
+
+    q = tmp_path / "queues.yaml"  # the sample, with a queue-level max_wait on refills (the tree node has none)
+    q.write_text((ROOT / "queues.yaml").read_text().replace(
+        "    skills: {refills: 4}\n", "    skills: {refills: 4}\n    max_wait: 60\n", 1))
+
+    async def go():
+        async with EngineHarness(tmp_path, queues=q, login=("ana.lopez", "erin.nurse")) as h:
+            await h.routing.pause("erin.nurse", "lunch")  # refills: someone logged in, nobody ready
+            y = await h.call()
+            await h.finish_prompts(y)
+            await h.press(y, "2")
+            await h.finish_prompts(y)
+            for _ in range(6):  # no date of birth entered: the tree sends Y to the refills queue
+                if y in h.routing.router.calls:
+                    break
+                await h.advance(8)
+                await h.finish_prompts(y)
+            assert y in h.routing.router.calls
+            await to_scheduling_queue(h)  # X rings ana...
+            await h.advance(21)
+            await h.advance(20)  # ...and rings out twice
+            leg = h.agent_legs()[0]
+            hold_tick(h)
+            await h.advance(19.5)  # X's third ring-out and Y's max wait are both due
+            await h.server.no_answer(leg.id)
+            await h.settle()
+            h.engine._schedule_tick()
+            await h.advance(60)
+            hold = h.server.bridges.get(f"hold-{y}")
+            assert not (hold and y in hold.channels), "Y must not be left on hold after the router gave up"
+            assert y not in h.routing.router.calls
+            st = h.engine.sessions[y].state if y in h.engine.sessions else None
+            assert st is None or st.node != "refills_queue"  # the tree's timeout fallback took the call
 
     run(go())

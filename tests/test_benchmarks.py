@@ -19,3 +19,12 @@ def test_routing_benchmark_runs_and_prints_both_matchers(capsys):
     res = routing_main(["--agents", "60", "--waiting", "40", "--decisions", "200", "--queues", "10"])
     assert res["router_per_s"] > 0 and res["naive_per_s"] > 0 and res["router_p99_us"] >= res["router_p50_us"]
     assert "indexed router" in capsys.readouterr().out
+
+
+def test_asterisk_benchmark_runs_with_no_event_lost(capsys):
+    from benchmarks.bench_asterisk import main as asterisk_main
+
+    res = asterisk_main(["--calls", "12"])
+    assert res["lost"] == 0 and res["records"] == 12 and res["waiting_left"] == 0
+    assert res["p99_ms"] >= res["p50_ms"] > 0 and res["base_p50_ms"] > 0
+    assert "event -> commands done" in capsys.readouterr().out

@@ -147,6 +147,7 @@ def test_log_lines_never_carry_phone_numbers_or_phi_fields(capsys):
     text = json.dumps(lines)
     for secret in ("5555550123", "555 555 0123", "04121980", "998877665544", "5551234567"):
         assert secret not in text
+    assert "1795348549.21" in lines[0]["event"]  # call ids stay readable: they tie log lines to call records
     assert "***0123" in lines[0]["event"] and lines[2]["queue"] == "billing" and lines[2]["to"] == "[redacted]"
     assert lines[0]["timestamp"].startswith("20")  # the processors' own fields are left alone
     logging.getLogger().handlers.clear()

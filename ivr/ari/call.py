@@ -32,7 +32,7 @@ from ivr import events as E
 from ivr.interpreter import CallState
 from ivr.timing import item_seconds
 
-from .errors import AriError, AriNotFound
+from .errors import AriError, AriNotFound, AriServerError
 from .media import position_media, prompt_media
 
 if TYPE_CHECKING:
@@ -74,7 +74,6 @@ class CallSession:
         self.hold_bridge: str | None = None
         self.talk_bridge: str | None = None
         self.leg: AgentLeg | None = None
-        self.legs_seen = 0
         self.in_router = False  # waiting in (or ringing from) a router queue
         self.queue: str | None = None
         self.queued_at: datetime | None = None
@@ -90,6 +89,7 @@ class CallSession:
         self.gone = False  # the caller's channel left Stasis (hung up, transferred, handed to the dialplan)
         self.ended_by = "caller"
         self.fallback_taken = False
+        self.changed = asyncio.Event()  # set after every item handled (tests and the benchmark wait on it)
 
     # ------------------------------------------------------------------ the task
 
@@ -105,15 +105,23 @@ class CallSession:
                     await self._handle(item)
                     rx = item[1].get("_rx") if item[0] == "ari" else None
                     if rx is not None:
-                        self.engine.latencies.append(time.perf_counter() - rx)
+                        self.engine.measure(item[1].get("type", ""), time.perf_counter() - rx)
                 except asyncio.CancelledError:
                     raise
+                except AriError as exc:
+                    if isinstance(exc, AriNotFound) or "not found" in exc.message.lower():
+                        log.info("call %s: the channel went away while handling %s", self.call_id, item[0])
+                    else:
+                        log.warning("call %s: ARI refused a request while handling %s (%s); handing the call "
+                                    "to the human fallback", self.call_id, item[0], exc.error_id)
+                        await self.to_fallback("ari-error")
                 except Exception:
                     # Never let a bug strand a patient: log (no PHI: the type only) and hand the call to a person.
                     log.exception("call %s: error handling %s; handing the call to the human fallback",
                                   self.call_id, item[0])
                     await self.to_fallback("error")
                 finally:
+                    self.changed.set()
                     self.engine._busy_dec()
         finally:
             for h in self.timers.values():
@@ -124,6 +132,7 @@ class CallSession:
                 self.inbox.get_nowait()
                 self.engine._busy_dec()
             await self.engine._session_done(self)
+            self.changed.set()
 
     async def _start(self) -> None:
         at = self.clock.now()
@@ -182,10 +191,12 @@ class CallSession:
                 return
             try:
                 await self._command(cmd)
-            except AriNotFound:
-                # the channel went away under us: its hang-up event is on its way and ends the session
-                log.info("call %s: %s found the channel gone", self.call_id, type(cmd).__name__)
             except AriError as exc:
+                if isinstance(exc, AriNotFound) or "not found" in exc.message.lower():
+                    # The channel went away under us (addChannel says so with a 400): its hang-up event is on
+                    # its way and ends the session.
+                    log.info("call %s: %s found the channel gone", self.call_id, type(cmd).__name__)
+                    continue
                 log.warning("call %s: %s failed (%s); handing the call to the human fallback",
                             self.call_id, type(cmd).__name__, exc.error_id)
                 await self.to_fallback("ari-error")
@@ -398,6 +409,9 @@ class CallSession:
             await self._hangup_quietly(old.channel_id)
         if res is not None and self.leg is None:
             await self._ring(want, res.offered_at)
+        if failed is None and router is not None and self.call_id not in router.calls and (
+                self.leg is None or self.leg.state != "up"):
+            failed = "no_agents"  # gone from the router without a word (should not happen): never wait forever
         if failed is not None and self.call_id not in (router.calls if router is not None else {}):
             self.in_router = False
             self._cancel("announce")
@@ -407,17 +421,19 @@ class CallSession:
 
     async def _ring(self, agent_id: str, offered_at: Any) -> None:
         spec = self.engine.agents.get(agent_id)
-        self.legs_seen += 1
-        leg_id = f"{self.call_id}-agent{self.legs_seen}"
+        self.engine._leg_seq += 1
+        leg_id = f"{self.call_id}-agent{self.engine._leg_seq}"
         if spec is None or not spec.endpoint.startswith(("PJSIP/", "SIP/")):
             log.warning("call %s: agent %s has no Asterisk endpoint; counting the offer as not answered",
                         self.call_id, agent_id)
-            await self._no_answer(agent_id)
+            await self._no_answer(agent_id, offered_at)
             return
         self.leg = AgentLeg(leg_id, agent_id, offered_at)
         self.engine.own(leg_id, self)
         queue = self.engine.queues.get(self.queue or "")
-        ring = int(queue.ring_timeout) if queue is not None else 20
+        # Asterisk gives up a second before the router does, so its "no answer" (or the agent's answer) is
+        # what ends the ring, never a race with the router's own timer.
+        ring = max(1, int(queue.ring_timeout) - 1) if queue is not None else 19
         lang = self.state.language if self.state is not None else ""
         variables = {"IVR_CALL_ID": self.call_id, "IVR_QUEUE": self.queue or "", "IVR_LANGUAGE": lang,
                      "IVR_TREE": self.route.name}
@@ -426,19 +442,22 @@ class CallSession:
                                         caller_id=f'"{self.queue}" <{self.caller or "anonymous"}>',
                                         timeout=ring, variables=variables, channel_id=leg_id)
         except AriError as exc:
-            # 500 "Allocation failed": no contact registered (softphone offline) or Asterisk refused the dial
+            # 500 "Allocation failed": no contact registered (softphone offline) or Asterisk refused the dial.
+            # No answer at all (timeout): the channel may exist anyway, so hang up the id we chose.
             log.info("call %s: ringing agent %s failed (%s)", self.call_id, agent_id, exc.error_id)
+            if not isinstance(exc, AriServerError):
+                await self._hangup_quietly(leg_id)
             if self.leg is not None and self.leg.channel_id == leg_id:
                 self.leg = None
                 self.engine.disown(leg_id)
-                await self._no_answer(agent_id)
+                await self._no_answer(agent_id, offered_at)
 
-    async def _no_answer(self, agent_id: str) -> None:
+    async def _no_answer(self, agent_id: str, offered_at: Any) -> None:
         router = self.engine.router
         res = router.reservations.get(self.call_id) if router is not None else None
-        if res is None or res.agent_id != agent_id:
-            return  # the router already moved on (its own ring timeout, the caller left)
-        decisions = await self.engine.route("no_answer", self.call_id)
+        if res is None or res.agent_id != agent_id or res.offered_at != offered_at:
+            return  # the router already ended that offer (its own ring timeout, the caller left)
+        decisions = await self.engine.route("no_answer", self.call_id, agent_id=agent_id, offered_at=offered_at)
         if decisions is not None:
             await self._on_routing(decisions)
 
@@ -449,7 +468,7 @@ class CallSession:
         self.leg = None
         self.engine.disown(leg.channel_id)
         if leg.state == "dialing":
-            await self._no_answer(leg.agent_id)
+            await self._no_answer(leg.agent_id, leg.offered_at)
             return
         # the agent hung up: the caller continues at the tree's after-call node (a survey) or the call ends
         self.agent_ended_at = self.clock.now()
@@ -469,11 +488,11 @@ class CallSession:
             return
         leg.state = "up"
         explanation = ""
-        decisions = await self.engine.route("answered", self.call_id)
-        if decisions is None:
+        decisions = await self.engine.route("answered", self.call_id, agent_id=leg.agent_id, offered_at=leg.offered_at)
+        if decisions is None:  # the router ended this offer just before the answer: the caller keeps waiting
             self.leg = None
             await self._hangup_quietly(leg.channel_id)
-            await self.to_fallback("routing-error")
+            await self._on_routing([])
             return
         self.in_router = False
         self._cancel("announce")

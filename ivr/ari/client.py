@@ -32,6 +32,8 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
+
+from ivr.backoff import jittered_backoff
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import (
@@ -193,8 +195,7 @@ class AriClient:
 
         Jitter keeps many engines from hammering a restarting Asterisk in lockstep.
         """
-        base = min(self.config.max_backoff, self.config.initial_backoff * 2.0 ** min(failures, 64))
-        return base * (0.5 + 0.5 * self._rng())
+        return jittered_backoff(failures, self.config.initial_backoff, self.config.max_backoff, self._rng)
 
     async def events(self, connected_marker: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Yield ARI events forever, reconnecting after any drop until :meth:`close`.

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 CONNECTED = "_Connected"
 RECONNECTED = "_Reconnected"
 TALK_PREFIX = "ivr-talk:"
+_AGENT_LEG = re.compile(r"-agent\d+$")  # ids the engine gives the agent legs it originates
 ORPHAN_CONTINUE_TIMEOUT = 120.0  # longer than any prompt a restarted engine may find still playing
 
 
@@ -95,16 +98,20 @@ class AriEngine:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.owner: dict[str, Any] = {}  # channel / playback / recording id -> CallSession or handler
         self.watched: dict[str, _Watched] = {}  # channel id -> talk adopted after a restart
-        self.callback_legs: dict[str, tuple[str, str, str]] = {}  # leg channel id -> (callback id, agent, state)
+        # leg channel id -> (callback id, agent, dialing|up, the offer's offered_at)
+        self.callback_legs: dict[str, tuple[str, str, str, Any]] = {}
         self.offline: set[str] = set()  # agents whose softphone is unregistered
         self.before_offline: dict[str, tuple[Status, str | None]] = {}
         self.connected = False
         self.calls_handled = 0
-        self.latencies: list[float] = []  # seconds from an ARI event's arrival to its commands done
+        self.latency_by_type: dict[str, deque[float]] = {}
+        self.events_in = 0  # events received from Asterisk (for the "no event lost" check)
+        self.latencies: deque[float] = deque(maxlen=100_000)  # seconds from an ARI event's arrival to its commands done
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._tick: tuple[datetime, TimerHandle] | None = None
+        self._leg_seq = 0
         self._stopping = False
 
     @property
@@ -112,6 +119,11 @@ class AriEngine:
         return self.routing.router if self.routing is not None else None
 
     # ------------------------------------------------------------------ bookkeeping
+
+    def measure(self, event_type: str, seconds: float) -> None:
+        """One event's handling time (arrival to its commands answered), overall and by event type."""
+        self.latencies.append(seconds)
+        self.latency_by_type.setdefault(event_type, deque(maxlen=10_000)).append(seconds)
 
     def own(self, key: str, who: Any) -> None:
         self.owner[key] = who
@@ -170,6 +182,7 @@ class AriEngine:
         """Route one ARI event to whoever owns its channel, playback or recording (never blocks)."""
         t = ev.get("type")
         ev["_rx"] = time.perf_counter()
+        self.events_in += 1
         if t in (CONNECTED, RECONNECTED):
             self.connected = True
             self._spawn(self.resync(first=t == CONNECTED))
@@ -179,6 +192,11 @@ class AriEngine:
             ch = ev["channel"]
             if args[:1] == ["inbound"] and ch["id"] not in self.owner:
                 self._new_call(ch, args[1] if len(args) > 1 else None)
+                return
+            if args[:1] in (["agent"], ["callback"]) and ch["id"] not in self.owner and ch["id"] not in self.callback_legs:
+                # an agent answered a leg nobody rings any more (rung before a restart, or given up on):
+                # hang it up, or the agent would sit on a silent line while the router offers them calls
+                self._spawn(self._ignore(self.client.hangup(ch["id"])))
                 return
         elif t == "ApplicationReplaced":
             log.error("another client took over the Stasis application %r: this engine gets no more calls", self.app)
@@ -194,6 +212,9 @@ class AriEngine:
         who = self.owner.get(key) if key else None
         if isinstance(who, CallSession):
             who.post(("ari", ev))
+        elif who == "fallback":
+            if t in ("StasisEnd", "ChannelDestroyed"):
+                self.owner.pop(key, None)
         elif key in self.callback_legs:
             self._spawn(self._callback_event(key, ev))
         elif key in self.watched:
@@ -241,11 +262,14 @@ class AriEngine:
             return None
         try:
             decisions = await getattr(self.routing, method)(*args, **kw)
-        except IvrError as exc:
-            log.warning("routing %s refused: %s", method, exc.error_id)
-            return None
         except Exception as exc:
-            log.error("routing %s failed: %s", method, type(exc).__name__)
+            # Timers that fell due before the refusal were committed: their decisions must still be carried
+            # out (a caller's max wait, a ring-out), or someone is left waiting on a decision nobody acts on.
+            self._routed(getattr(exc, "due", []))
+            if isinstance(exc, IvrError):
+                log.info("routing %s refused: %s", method, exc.error_id)
+            else:
+                log.error("routing %s failed: %s", method, type(exc).__name__)
             return None
         self._routed(decisions)
         return decisions
@@ -263,8 +287,8 @@ class AriEngine:
             s = self.sessions.get(call_id)
             if s is not None:
                 s.post(("routing", ds))
-            elif any(isinstance(d, Offer) for d in ds):
-                self._spawn(self._callback_offer(call_id))
+            elif call_id.endswith("-callback"):
+                self._spawn(self._callback_sync(call_id))
         if self.offline and any(isinstance(d, AgentChanged) and d.state.agent_id in self.offline for d in decisions):
             self._spawn(self._apply_presence())
         self._schedule_tick()
@@ -294,36 +318,45 @@ class AriEngine:
 
     # ------------------------------------------------------------------ callbacks (no caller channel yet)
 
-    async def _callback_offer(self, cb_id: str) -> None:
-        """Ring the reserved agent for a callback; when they answer, Asterisk dials the patient from their line."""
+    async def _callback_sync(self, cb_id: str) -> None:
+        """Make the callback's agent leg match the router (as a session does for a caller waiting)."""
         router = self.router
         res = router.reservations.get(cb_id) if router is not None else None
-        if res is None or any(v[0] == cb_id and v[2] == "dialing" for v in self.callback_legs.values()):
+        for leg, (cid, agent, state, offered_at) in list(self.callback_legs.items()):
+            if cid == cb_id and state == "dialing" and (res is None or (agent, offered_at) != (res.agent_id, res.offered_at)):
+                del self.callback_legs[leg]  # the router ended that offer: stop ringing
+                await self._ignore(self.client.hangup(leg))
+        if res is None or any(v[0] == cb_id for v in self.callback_legs.values()):
             return
         spec = self.agents.get(res.agent_id)
-        n = sum(1 for v in self.callback_legs.values() if v[0] == cb_id) + 1
-        leg = f"{cb_id}-agent{n}"
+        self._leg_seq += 1
+        leg = f"{cb_id}-agent{self._leg_seq}"
         if spec is None or not spec.endpoint.startswith(("PJSIP/", "SIP/")):
-            await self.route("no_answer", cb_id)
+            await self.route("no_answer", cb_id, agent_id=res.agent_id, offered_at=res.offered_at)
             return
-        self.callback_legs[leg] = (cb_id, res.agent_id, "dialing")
+        self.callback_legs[leg] = (cb_id, res.agent_id, "dialing", res.offered_at)
         queue = self.queues.get(router.calls[cb_id].queue)
         try:
             await self.client.originate(spec.endpoint, app=self.app, app_args=f"callback,{cb_id}",
-                                        caller_id='"Callback"', timeout=int(queue.ring_timeout if queue else 20),
+                                        caller_id='"Callback"',
+                                        timeout=max(1, int(queue.ring_timeout) - 1) if queue else 19,
                                         variables={"IVR_CALL_ID": cb_id}, channel_id=leg)
         except AriError:
             self.callback_legs.pop(leg, None)
-            await self.route("no_answer", cb_id)
+            await self._ignore(self.client.hangup(leg))
+            await self.route("no_answer", cb_id, agent_id=res.agent_id, offered_at=res.offered_at)
 
     async def _callback_event(self, leg: str, ev: dict[str, Any]) -> None:
-        cb_id, agent, state = self.callback_legs[leg]
+        if leg not in self.callback_legs:
+            return
+        cb_id, agent, state, offered_at = self.callback_legs[leg]
         t = ev.get("type")
         if t == "StasisStart" and state == "dialing":
-            self.callback_legs[leg] = (cb_id, agent, "up")
+            self.callback_legs[leg] = (cb_id, agent, "up", offered_at)
             call = self.router.calls.get(cb_id) if self.router is not None else None
             number = call.callback_number if call is not None else None
-            if await self.route("answered", cb_id) is None or not number:
+            if await self.route("answered", cb_id, agent_id=agent, offered_at=offered_at) is None or not number:
+                self.callback_legs.pop(leg, None)
                 await self._ignore(self.client.hangup(leg))
                 return
             # The agent's own channel dials the patient through the dialplan's transfer context.
@@ -331,9 +364,7 @@ class AriEngine:
         elif t in ("StasisEnd", "ChannelDestroyed"):
             self.callback_legs.pop(leg, None)
             if state == "dialing":
-                res = self.router.reservations.get(cb_id) if self.router is not None else None
-                if res is not None and res.agent_id == agent:
-                    await self.route("no_answer", cb_id)
+                await self.route("no_answer", cb_id, agent_id=agent, offered_at=offered_at)
             else:
                 # The engine hands the conversation to the dialplan: wrap-up starts when it does.
                 await self.route("call_ended", agent)
@@ -369,6 +400,9 @@ class AriEngine:
                 await self._end_watched(_Watched(b["id"], name[len(TALK_PREFIX):], set(members)))
         for cid, ch in live.items():
             if cid in self.owner or cid in in_talk or cid in self.watched or cid in self.callback_legs:
+                continue
+            if _AGENT_LEG.search(cid):
+                await self._ignore(self.client.hangup(cid))  # an agent leg of ours nobody owns (ringing: AppDial2)
                 continue
             dp = ch.get("dialplan") or {}
             data = dp.get("app_data") or ""
@@ -407,7 +441,7 @@ class AriEngine:
             await self.route("abandon", call_id, why="lost")
         talking = {w.agent_id for w in self.watched.values()} | {
             s.leg.agent_id for s in self.sessions.values() if s.leg is not None and s.leg.state == "up"} | {
-            a for (_, a, st) in self.callback_legs.values() if st == "up"}
+            a for (_, a, st, _at) in self.callback_legs.values() if st == "up"}
         for agent_id, st in list(router.agents.items()):
             if st.status is Status.ON_CALL and agent_id not in talking:
                 await self.route("call_ended", agent_id)

@@ -35,6 +35,8 @@ def prompt_key(text: str, language: str) -> str:
 def item_media(item: C.PromptItem) -> list[str]:
     """One prompt item as media URIs (a pause longer than 10 s becomes several silences)."""
     if isinstance(item, C.SayItem):
+        if item.shown is not None and item.shown != item.text:
+            return []  # a text rendered with sensitive values: no file can exist, and its hash would carry PHI
         return [f"sound:ivr/{prompt_key(item.text, item.language)}"]
     if isinstance(item, C.PlayItem):
         uri = item.uri

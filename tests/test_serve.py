@@ -151,3 +151,10 @@ def test_log_lines_never_carry_phone_numbers_or_phi_fields(capsys):
     assert "***0123" in lines[0]["event"] and lines[2]["queue"] == "billing" and lines[2]["to"] == "[redacted]"
     assert lines[0]["timestamp"].startswith("20")  # the processors' own fields are left alone
     logging.getLogger().handlers.clear()
+
+
+def test_the_example_config_loads_and_names_files_that_exist():
+    cfg = engine_config.load(ROOT / "ivr-engine.example.yaml", {"IVR_ARI_PASSWORD": "x"})
+    assert cfg.asterisk is not None and cfg.asterisk.app == "ivr-engine"
+    for p in (cfg.agents, cfg.queues, cfg.trees.default, *cfg.trees.numbers.values(), cfg.hooks):
+        assert cfg.path(p).exists(), p

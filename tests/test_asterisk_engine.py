@@ -227,6 +227,9 @@ def test_asterisk_restart_with_calls_in_progress_releases_everyone(tmp_path: Pat
             waiter = await to_scheduling_queue(h)  # ana is busy: the second caller waits
             assert waiter in h.routing.router.calls and not any(
                 c.id != _leg for c in h.agent_legs())
+            # this build refuses bridge MOH (500): learnt once, then every caller gets channel MOH directly
+            assert len(h.requests("POST", "/moh")) == 3 and len([r for r in h.requests("POST", "/moh")
+                                                                   if r[1].startswith("/ari/bridges/")]) == 1
             h.reconnect_gate.clear()
             await h.server.restart()  # every channel and bridge gone, no events
             h.reconnect_gate.set()

@@ -353,11 +353,17 @@ class CallSession:
             bridge = await c.create_bridge("holding", bridge_id=f"hold-{self.call_id}", name=f"ivr-hold:{cmd.queue}")
             self.hold_bridge = bridge["id"]
             await c.add_channel(self.hold_bridge, self.channel_id, role="participant")
-            try:
-                await c.bridge_moh(self.hold_bridge, cmd.hold_music or "default")
-            except AriError:
-                # Builds without chan_bridge_media refuse bridge MOH (500): music on the caller's channel instead.
-                await c.start_moh(self.channel_id, cmd.hold_music or "default")
+            moh = cmd.hold_music or "default"
+            if self.engine.bridge_moh is not False:
+                try:
+                    await c.bridge_moh(self.hold_bridge, moh)
+                    self.engine.bridge_moh = True
+                except AriServerError:
+                    # Builds without chan_bridge_media refuse bridge MOH (500, "Allocation failed"): remember
+                    # it, and play music on the caller's channel instead, now and for every later caller.
+                    self.engine.bridge_moh = False
+            if self.engine.bridge_moh is False:
+                await c.start_moh(self.channel_id, moh)
         ticket = self.state.ticket if self.state is not None else None
         decisions = await self.engine.route("enqueue", self.call_id, cmd.queue, skills=cmd.skills,
                                             language=cmd.language, priority=cmd.priority,

@@ -112,6 +112,7 @@ class AriEngine:
         self._idle.set()
         self._tick: tuple[datetime, TimerHandle] | None = None
         self._leg_seq = 0
+        self.bridge_moh: bool | None = None  # does this Asterisk play MOH into bridges? learnt on first use
         self._stopping = False
 
     @property

@@ -256,6 +256,12 @@ class CallSession:
             self._cancel(f"watchdog:{pb}")
             await self._ignore_gone(self.client.stop_playback(pb))
 
+    async def _ignore_gone_or_idle(self, coro: Any) -> None:
+        try:
+            await coro
+        except AriError:
+            pass  # the channel is gone, or had no music playing
+
     async def _ignore_gone(self, coro: Any) -> None:
         try:
             await coro
@@ -506,6 +512,8 @@ class CallSession:
         self.answered_at = self.clock.now()
         self.agent_id = leg.agent_id
         await self._silence()
+        if self.hold_bridge is not None and self.engine.bridge_moh is False:
+            await self._ignore_gone_or_idle(self.client.stop_moh(self.channel_id))  # as recorded: music off first
         bridge = await self.client.create_bridge("mixing", bridge_id=f"talk-{self.call_id}",
                                                  name=f"ivr-talk:{leg.agent_id}")
         self.talk_bridge = bridge["id"]

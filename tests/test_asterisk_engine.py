@@ -523,3 +523,31 @@ def test_queue_and_agent_bridge_requests_follow_the_recorded_asterisk_flow(tmp_p
             assert ours == recorded[1:], "\n".join(ours)
 
     run(go())
+
+
+def test_a_booked_callback_rings_an_agent_then_dials_the_patient_from_their_line(tmp_path: Path):
+    async def go():
+        async with EngineHarness(tmp_path, login=("ana.lopez", "gus.records")) as h:
+            cid = await to_scheduling_queue(h)
+            await h.press(cid, "1")  # "press 1 and we will call you back": the caller keeps their place
+            await h.finish_prompts(cid)
+            await eventually(lambda: cid not in h.server.channels, "goodbye, then the engine hangs up")
+            await h.settle()
+            cb = f"{cid}-callback"
+            legs = h.agent_legs()
+            assert len(legs) == 1 and legs[0].id.startswith(f"{cb}-agent")
+            await h.server.ring(legs[0].id)
+            await h.server.no_answer(legs[0].id)  # Asterisk's ring timeout (a second before the router's)
+            await h.settle()
+            await h.advance(1)  # the router's own timer for that offer finds it already ended: no second miss
+            assert h.routing.router.agents["ana.lopez"].missed == 1
+            legs = h.agent_legs()
+            assert len(legs) == 1  # rung again: she is the only expert in the first 30 s
+            await h.server.answer_originated(legs[0].id)
+            await h.settle()
+            cont = [r for r in h.requests("POST") if r[1] == f"/ari/channels/{legs[0].id}/continue"]
+            assert cont and cont[0][2]["context"] == "ivr-transfer" and cont[0][2]["extension"] == "+15555550123"
+            assert cb not in h.routing.router.calls
+            assert agent_state(h, "ana.lopez") is Status.WRAP_UP  # the dialplan has the conversation now
+
+    run(go())

@@ -16,6 +16,8 @@ Environment variables (each overrides the file):
 ``IVR_ARI_APP``        the Stasis application name
 ``IVR_AMI_HOST``       AMI host; ``IVR_AMI_PORT``, ``IVR_AMI_USER``
 ``IVR_AMI_PASSWORD``   AMI secret (AMI is used only when this is set)
+``IVR_TWILIO_ACCOUNT_SID``  turns Twilio on; ``IVR_TWILIO_AUTH_TOKEN`` its auth token
+``IVR_PUBLIC_URL``     the URL Twilio calls this engine at (webhook signatures)
 ``DATABASE_URL``       the routing store (default: SQLite ``./ivr-state.db``)
 ``IVR_HOST``           web server address; ``IVR_PORT`` its port
 =====================  ===============================================
@@ -78,6 +80,20 @@ class Asterisk(BaseModel):
     request_timeout: float = Field(5.0, gt=0)
 
 
+class Twilio(BaseModel):
+    """A Twilio number pointed at this engine (voice URL ``{public_url}/twilio/voice``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_sid: str = ""  # or IVR_TWILIO_ACCOUNT_SID
+    public_url: str | None = None  # the URL Twilio calls (signatures are over it), e.g. https://ivr.clinic.example
+    trust_forwarded: bool = False  # rebuild the signed URL from X-Forwarded-Proto/-Host (a proxy you control)
+    from_number: str | None = None  # sender for the trees' text messages
+    fallback_number: str | None = None  # a person to dial when the engine cannot serve a call (the nurse line)
+    api_base: str | None = None  # another Twilio API host (a regional edge; the tests' fake)
+    announce_every: float = Field(30.0, gt=0)
+
+
 class EngineConfig(BaseModel):
     """``ivr-engine.yaml``: see ``ivr-engine.example.yaml`` for every key, commented."""
 
@@ -90,11 +106,13 @@ class EngineConfig(BaseModel):
     hooks: str | None = None
     database: str | None = None  # prefer DATABASE_URL when the URL holds a password
     asterisk: Asterisk | None = None
+    twilio: Twilio | None = None
 
     # filled in by load(): not in the file
     base_dir: Path = Field(default=Path("."), exclude=True)
     ari_password: str | None = Field(default=None, exclude=True, repr=False)
     ami_password: str | None = Field(default=None, exclude=True, repr=False)
+    twilio_token: str | None = Field(default=None, exclude=True, repr=False)
 
     def path(self, p: str) -> Path:
         q = Path(p)
@@ -128,6 +146,19 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Engin
             raise ConfigMissingSecret(
                 "Asterisk is configured but IVR_ARI_PASSWORD is not set: export the password of the ari.conf "
                 f"user {ast.ari_user!r} (secrets are never read from the config file)")
-    return cfg.model_copy(update={
+    tw = cfg.twilio
+    if env.get("IVR_TWILIO_ACCOUNT_SID") and tw is None:
+        tw = Twilio()
+    if tw is not None:
+        over_tw: dict[str, object] = {k: env[e] for k, e in (("account_sid", "IVR_TWILIO_ACCOUNT_SID"),
+                                                             ("public_url", "IVR_PUBLIC_URL")) if env.get(e)}
+        tw = tw.model_copy(update=over_tw)
+        if not env.get("IVR_TWILIO_AUTH_TOKEN"):
+            raise ConfigMissingSecret("Twilio is configured but IVR_TWILIO_AUTH_TOKEN is not set: export the account's "
+                                      "auth token (it checks every webhook's signature)")
+        if not tw.account_sid:
+            raise ConfigMissingSecret("Twilio is configured but has no account_sid: set twilio.account_sid in the "
+                                      "config file or IVR_TWILIO_ACCOUNT_SID")
+    return cfg.model_copy(update={"twilio": tw, "twilio_token": env.get("IVR_TWILIO_AUTH_TOKEN"),
         "listen": listen, "asterisk": ast, "database": env.get("DATABASE_URL") or cfg.database,
         "ari_password": env.get("IVR_ARI_PASSWORD"), "ami_password": env.get("IVR_AMI_PASSWORD")})

@@ -37,6 +37,7 @@ class Running:
     url: str
     engine: Any = None
     ami: Any = None
+    twilio: Any = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def health(self) -> dict[str, Any]:
@@ -55,6 +56,8 @@ class Running:
                 report["status"] = "degraded"
         if self.ami is not None:
             report["ami"] = {"connected": self.ami.connected}
+        if self.twilio is not None:
+            report["twilio"] = {"calls_in_progress": len(self.twilio.calls), "calls_handled": self.twilio.calls_handled}
         return report
 
     async def stop(self) -> None:
@@ -90,7 +93,9 @@ async def start(cfg: EngineConfig, *, clock: Any = None) -> Running:
         assert running is not None
         return await running.health()
 
-    runner = web.AppRunner(build_app(health), access_log=None, handle_signals=False)
+    app = build_app(health)
+    twilio = _twilio_routes(app, cfg, clock, routing, trees, hooks) if cfg.twilio is not None else None
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.listen.host, cfg.listen.port)
     try:
@@ -101,22 +106,52 @@ async def start(cfg: EngineConfig, *, clock: Any = None) -> Running:
         raise
     host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
     running = Running(cfg, trees, routing, runner, f"http://{host}:{port}")
+    running.twilio = twilio
     if cfg.asterisk is not None:
         _start_asterisk(running, cfg, clock, hooks)
+        if twilio is not None:  # one router, two adapters: each hears the other's routing decisions
+            running.engine.peers.append(twilio)
+            twilio.peers.append(running.engine)
     return running
+
+
+def _routes_for(cfg: EngineConfig, trees: dict[str, CallTree]) -> tuple[dict[str, Any], Any]:
+    from ivr.ari.engine import TreeRoute
+
+    by_path = {p: TreeRoute(p.rsplit("/", 1)[-1].removesuffix(".yaml"), t) for p, t in trees.items()}
+    return {num: by_path[p] for num, p in cfg.trees.numbers.items()}, by_path[cfg.trees.default]
+
+
+def _twilio_routes(app: web.Application, cfg: EngineConfig, clock: Any, routing: Any, trees: dict[str, CallTree],
+                   hooks: dict[str, Any]) -> Any:
+    from ivr.twilio.adapter import TwilioAdapter
+    from ivr.twilio.app import add_twilio_routes, media_routes
+    from ivr.twilio.rest import TwilioRest
+
+    tw = cfg.twilio
+    assert tw is not None and cfg.twilio_token is not None
+    routes, default = _routes_for(cfg, trees)
+    public = tw.public_url or f"http://{cfg.listen.host}:{cfg.listen.port}"
+    rest = TwilioRest(tw.account_sid, cfg.twilio_token, public, api_base=tw.api_base)
+    adapter = TwilioAdapter(routes, default, clock=clock, routing=routing, rest=rest,
+                            fallback_number=tw.fallback_number, media_base=tw.public_url or "", hooks=hooks,
+                            announce_every=tw.announce_every, from_number=tw.from_number)
+    add_twilio_routes(app, adapter, auth_token=cfg.twilio_token, public_url=tw.public_url,
+                      trust_forwarded=tw.trust_forwarded)
+    media_routes(app, cfg.path("recordings"))
+    return adapter
 
 
 def _start_asterisk(running: Running, cfg: EngineConfig, clock: Any, hooks: dict[str, Any]) -> None:
     from ivr.ari import AriClient, AriConfig
-    from ivr.ari.engine import AriEngine, TreeRoute
+    from ivr.ari.engine import AriEngine
 
     ast = cfg.asterisk
     assert ast is not None and cfg.ari_password is not None
     client = AriClient(AriConfig(base_url=ast.ari_url, username=ast.ari_user, password=cfg.ari_password,
                                  app=ast.app, request_timeout=ast.request_timeout))
-    by_path = {p: TreeRoute(p.rsplit("/", 1)[-1].removesuffix(".yaml"), t) for p, t in running.trees.items()}
-    routes = {num: by_path[p] for num, p in cfg.trees.numbers.items()}
-    engine = AriEngine(client, routes, by_path[cfg.trees.default], clock=clock, routing=running.routing,
+    routes, default = _routes_for(cfg, running.trees)
+    engine = AriEngine(client, routes, default, clock=clock, routing=running.routing,
                        app=ast.app, fallback=(ast.fallback.context, ast.fallback.extension, ast.fallback.priority),
                        transfer_context=ast.transfer_context, announce_every=ast.announce_every, hooks=hooks)
     running.engine = engine

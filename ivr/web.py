@@ -16,8 +16,8 @@ from aiohttp import web
 HealthFn = Callable[[], Any]
 
 
-def build_app(health: HealthFn) -> web.Application:
-    app = web.Application()
+def build_app(health: HealthFn, *, client_max_size: int = 1024 * 1024) -> web.Application:
+    app = web.Application(client_max_size=client_max_size)
 
     async def get_health(_: web.Request) -> web.Response:
         report = await health()

@@ -112,6 +112,7 @@ class AriEngine:
         self._idle.set()
         self._tick: tuple[datetime, TimerHandle] | None = None
         self._leg_seq = 0
+        self.peers: list[Any] = []  # other adapters sharing the router (Twilio): they hear our decisions too
         self.bridge_moh: bool | None = None  # does this Asterisk play MOH into bridges? learnt on first use
         self._stopping = False
 
@@ -275,7 +276,11 @@ class AriEngine:
         self._routed(decisions)
         return decisions
 
-    def _routed(self, decisions: list[Any]) -> None:
+    def on_decisions(self, decisions: list[Any]) -> None:
+        """Decisions made by another adapter's routing step (Twilio): act on the ones about our calls."""
+        self._routed(decisions, forward=False)
+
+    def _routed(self, decisions: list[Any], *, forward: bool = True) -> None:
         from routing.model import AgentChanged, CallLeft, CallQueued, Offer, Overflowed, QueueFailed
 
         by_call: dict[str, list[Any]] = {}
@@ -288,10 +293,13 @@ class AriEngine:
             s = self.sessions.get(call_id)
             if s is not None:
                 s.post(("routing", ds))
-            elif call_id.endswith("-callback"):
+            elif call_id.endswith("-callback") and not call_id.startswith("CA"):  # CA...: Twilio's callbacks
                 self._spawn(self._callback_sync(call_id))
         if self.offline and any(isinstance(d, AgentChanged) and d.state.agent_id in self.offline for d in decisions):
             self._spawn(self._apply_presence())
+        if forward:
+            for p in self.peers:
+                p.on_decisions(decisions)
         self._schedule_tick()
 
     def _schedule_tick(self) -> None:

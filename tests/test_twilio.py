@@ -1,0 +1,102 @@
+"""The Twilio endpoints: signatures, bad input, retries, and the call flow TwiML, over real HTTP on 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from twilio_harness import TOKEN, TwilioHarness, call_form
+
+SID = "CA" + "1" * 32
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def verbs(twiml: str) -> list[str]:
+    return [el.tag for el in ET.fromstring(twiml)]
+
+
+def test_incoming_call_answers_with_the_greeting_and_the_menu_gather(tmp_path: Path):
+    async def go():
+        async with TwilioHarness(tmp_path) as h:
+            status, body = await h.post("/twilio/voice", call_form(SID, CallStatus="ringing"))
+            assert status == 200
+            doc = ET.fromstring(body)
+            says = [el for el in doc.iter("Say")]
+            assert says[0].get("language") == "en-US" and says[0].get("voice") == "Polly.Joanna"
+            assert "emergency" in " ".join(s.text or "" for s in says)
+            g = doc.find("Gather")
+            assert g is not None and g.get("input") == "dtmf" and g.get("actionOnEmptyResult") == "true"
+            assert g.get("action").startswith(f"/twilio/gather?call={SID}&prompt=")
+            assert doc.find("Play") is not None and doc.find("Play").get("url") is None  # chime: /media/chime.wav
+            assert doc.find("Play").text == "/media/chime.wav"
+
+    run(go())
+
+
+def test_forged_missing_and_wrong_url_signatures_get_403_and_log_no_phi(tmp_path: Path, caplog):
+    async def go():
+        async with TwilioHarness(tmp_path, public_url="https://ivr.clinic.example") as h:
+            form = call_form(SID)
+            assert (await h.post("/twilio/voice", form, sign=False))[0] == 403
+            assert (await h.post("/twilio/voice", form, signature="bm90IGEgc2lnbmF0dXJl"))[0] == 403
+            # signed for the engine's local URL, but Twilio calls (and signs) the public one
+            assert (await h.post("/twilio/voice", form))[0] == 403
+            ok = await h.post("/twilio/voice", form, signed_url="https://ivr.clinic.example/twilio/voice")
+            assert ok[0] == 200
+            # a tampered field breaks the signature
+            sig_for = dict(form, Digits="1")
+            from twilio.request_validator import RequestValidator
+            sig = RequestValidator(TOKEN).compute_signature("https://ivr.clinic.example/twilio/status", sig_for)
+            assert (await h.post("/twilio/status", dict(form, Digits="2"), signature=sig))[0] == 403
+            assert not h.adapter.calls[SID].ended  # nothing happened to the call
+
+    with caplog.at_level(logging.WARNING):
+        run(go())
+    refused = [r.getMessage() for r in caplog.records if "E-TWILIO-SIGNATURE" in r.getMessage()]
+    assert len(refused) == 4 and not any("5555550123" in m for m in refused)
+
+
+def test_a_retried_webhook_does_not_advance_the_call_twice(tmp_path: Path):
+    async def go():
+        async with TwilioHarness(tmp_path) as h:
+            _, first = await h.post("/twilio/voice", call_form(SID, CallStatus="ringing"))
+            again = await h.post("/twilio/voice", call_form(SID, CallStatus="ringing"))
+            assert again == (200, first)
+            g = ET.fromstring(first).find("Gather").get("action")
+            a = await h.post(g, call_form(SID, Digits="1"))
+            node = h.adapter.calls[SID].state.node
+            b = await h.post(g, call_form(SID, Digits="1"), headers={})  # Twilio's retry: same request
+            assert a == b and h.adapter.calls[SID].state.node == node == "appointments"
+            # with Twilio's idempotency token, a retry is recognised by it
+            g2 = ET.fromstring(a[1]).find("Gather").get("action")
+            tok = {"I-Twilio-Idempotency-Token": "tok-1"}
+            c = await h.post(g2, call_form(SID, Digits="2"), headers=tok)
+            d = await h.post(g2, call_form(SID, Digits="2"), headers=tok)
+            assert c == d
+
+    run(go())
+
+
+def test_bad_input_malformed_unknown_and_oversized(tmp_path: Path):
+    async def go():
+        async with TwilioHarness(tmp_path) as h:
+            assert (await h.post("/twilio/voice", {"AccountSid": "AC1"}))[0] == 400  # no CallSid
+            # an unknown call on a caller-facing webhook: straight to a person, never silence
+            status, body = await h.post("/twilio/gather?call=CAdead&prompt=1", call_form("CAdead", Digits="1"))
+            assert status == 200 and ET.fromstring(body).find("Dial").text == "+15550100200"
+            assert (await h.post("/twilio/status?call=CAdead", call_form("CAdead", CallStatus="completed")))[0] == 204
+            await h.post("/twilio/voice", call_form(SID))
+            assert (await h.post(f"/twilio/gather?call={SID}&prompt=x", call_form(SID)))[0] == 400
+            url = h.base + "/twilio/voice"
+            async with h.session.post(url, data="x" * 100_000, headers={
+                    "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}) as r:
+                assert r.status == 413
+            async with h.session.post(url, json={"CallSid": SID}, headers={"X-Twilio-Signature": "x"}) as r:
+                assert r.status == 415
+            assert SID in h.adapter.calls and not h.adapter.calls[SID].ended  # nothing lost
+
+    run(go())

@@ -341,6 +341,45 @@ def serve(
     typer.echo("ivr engine stopped")
 
 
+demo_app = typer.Typer(no_args_is_help=True, help="Demonstrations that need no phone line, account or network.")
+
+
+@demo_app.command("twilio")
+def demo_twilio(
+    keys: str = typer.Option("1 1 5", "--keys", "-k", help="The caller's key presses, one token per menu"),
+    agent: list[str] = typer.Option(["answer"], "--agent", help="What the agent's phone does per ring: answer, no-answer, busy"),
+    ready: list[str] = typer.Option(["ana.lopez", "ben.carter"], "--ready", help="Agents logged in and ready"),
+    tree: Path = typer.Option(Path("calltrees/clinic-main.yaml"), "--tree"),
+    at: str = typer.Option("2026-11-23 09:30", "--at", help="When the call happens, in the clinic's time zone "
+                           "(default: a Monday morning, office open)"),
+) -> None:
+    """One call through the Twilio endpoints on 127.0.0.1, played by a simulated Twilio with signed webhooks."""
+    import asyncio
+
+    from ivr.engine_config import PACKAGE_ROOT
+    from ivr.twilio.demo import run_demo
+
+    def find(p: Path) -> Path:
+        return p if p.exists() else PACKAGE_ROOT / p
+
+    tree_path = find(tree)
+    when = parse_at(at, load_tree(tree_path).tz)
+    out = asyncio.run(run_demo(tree_path, find(Path("agents.yaml")), find(Path("queues.yaml")), keys=keys,
+                               agent=list(agent), ready=tuple(ready), at=when))
+    typer.echo(f"engine's Twilio endpoints at {out['base']}; every request signed and checked\n")
+    typer.echo(out["transcript"])
+    rec = out["record"]
+    if rec is not None:
+        typer.echo(f"\ncall record: outcome {rec.outcome}, queue {rec.queue or '-'}, agent {rec.agent_id or '-'}, "
+                   f"ended by {rec.ended_by}")
+    if out["errors"]:
+        typer.echo("errors: " + "; ".join(out["errors"]), err=True)
+        raise typer.Exit(1)
+
+
+app.add_typer(demo_app, name="demo")
+
+
 def _add_routing_commands() -> None:
     from ivr.cli_routing import agents_app, queues_app
 

@@ -38,6 +38,18 @@ class WallClock:
         return asyncio.get_running_loop().call_later(max(0.0, delay), fn)
 
 
+class ShiftedClock(WallClock):
+    """Real seconds, starting from a chosen moment (demos that must run in office hours whenever they run)."""
+
+    def __init__(self, start: datetime) -> None:
+        import time
+
+        self._start, self._t0, self._mono = start, time.monotonic(), time.monotonic
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self._mono() - self._t0)
+
+
 class _FakeHandle:
     __slots__ = ("cancelled",)
 

@@ -18,6 +18,7 @@ Environment variables (each overrides the file):
 ``IVR_AMI_PASSWORD``   AMI secret (AMI is used only when this is set)
 ``IVR_TWILIO_ACCOUNT_SID``  turns Twilio on; ``IVR_TWILIO_AUTH_TOKEN`` its auth token
 ``IVR_PUBLIC_URL``     the URL Twilio calls this engine at (webhook signatures)
+``IVR_API_TOKEN``      bearer token of the operations API (agent state); unset: API off
 ``DATABASE_URL``       the routing store (default: SQLite ``./ivr-state.db``)
 ``IVR_HOST``           web server address; ``IVR_PORT`` its port
 =====================  ===============================================
@@ -113,6 +114,7 @@ class EngineConfig(BaseModel):
     ari_password: str | None = Field(default=None, exclude=True, repr=False)
     ami_password: str | None = Field(default=None, exclude=True, repr=False)
     twilio_token: str | None = Field(default=None, exclude=True, repr=False)
+    api_token: str | None = Field(default=None, exclude=True, repr=False)
 
     def path(self, p: str) -> Path:
         q = Path(p)
@@ -160,5 +162,6 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Engin
             raise ConfigMissingSecret("Twilio is configured but has no account_sid: set twilio.account_sid in the "
                                       "config file or IVR_TWILIO_ACCOUNT_SID")
     return cfg.model_copy(update={"twilio": tw, "twilio_token": env.get("IVR_TWILIO_AUTH_TOKEN"),
+                                  "api_token": env.get("IVR_API_TOKEN"),
         "listen": listen, "asterisk": ast, "database": env.get("DATABASE_URL") or cfg.database,
         "ari_password": env.get("IVR_ARI_PASSWORD"), "ami_password": env.get("IVR_AMI_PASSWORD")})

@@ -21,7 +21,7 @@ from aiohttp import web
 from ivr.clock import WallClock
 from ivr.engine_config import EngineConfig
 from ivr.tree import CallTree, load_tree
-from ivr.web import build_app
+from ivr.web import add_agent_api, build_app
 
 log = logging.getLogger("ivr.serve")
 
@@ -95,6 +95,15 @@ async def start(cfg: EngineConfig, *, clock: Any = None) -> Running:
 
     app = build_app(health)
     twilio = _twilio_routes(app, cfg, clock, routing, trees, hooks) if cfg.twilio is not None else None
+
+    def fan_out(decisions: list[Any]) -> None:
+        """Agent changes made through the API reach whichever adapter holds the calls they concern."""
+        assert running is not None
+        for adapter in (running.engine, running.twilio):
+            if adapter is not None:
+                adapter._routed(decisions, forward=False)
+
+    add_agent_api(app, routing, token=cfg.api_token, fan_out=fan_out)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.listen.host, cfg.listen.port)

@@ -25,3 +25,62 @@ def build_app(health: HealthFn, *, client_max_size: int = 1024 * 1024) -> web.Ap
 
     app.router.add_get("/health", get_health)
     return app
+
+
+def add_agent_api(app: web.Application, routing: Any, *, token: str | None,
+                  fan_out: Callable[[list[Any]], None] | None = None) -> None:
+    """The operations API for agent state: what agents' desktop apps and supervisors call.
+
+    ``GET /api/agents``; ``POST /api/agents/{id}/login|ready|pause|logout`` (pause takes ``reason``,
+    one of the not-ready reasons). Every request needs ``Authorization: Bearer <IVR_API_TOKEN>``; with no
+    token configured the API answers 503. Changes go through the live engine's router, so an agent made
+    ready is offered a waiting call at once, on Asterisk or Twilio (``fan_out`` hands the decisions to
+    the adapters).
+    """
+    import hmac
+
+    from agents.state import NOT_READY_REASONS
+    from ivr.errors import IvrError
+
+    def authorized(request: web.Request) -> None:
+        if not token:
+            raise web.HTTPServiceUnavailable(text="the operations API is off: set IVR_API_TOKEN to enable it")
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+            raise web.HTTPUnauthorized(text="missing or wrong bearer token",
+                                       headers={"WWW-Authenticate": 'Bearer realm="ivr"'})
+
+    def state_json(st: Any) -> dict[str, Any]:
+        return {"agent": st.agent_id, "status": st.status.value, "reason": st.reason,
+                "since": st.since.isoformat() if st.since else None, "missed": st.missed}
+
+    async def list_agents(request: web.Request) -> web.Response:
+        authorized(request)
+        return web.json_response([state_json(st) for _, st in routing.agent_states()])
+
+    async def change(request: web.Request) -> web.Response:
+        authorized(request)
+        agent, action = request.match_info["agent"], request.match_info["action"]
+        if agent not in routing.router.agents:
+            return web.json_response({"error": "E-AGENT-UNKNOWN", "message": f"no agent {agent!r} in the roster"},
+                                     status=404)
+        args: tuple[Any, ...] = (agent,)
+        if action == "pause":
+            body = await request.post() if request.content_type != "application/json" else await request.json()
+            reason = str(body.get("reason", ""))
+            if reason not in NOT_READY_REASONS:
+                return web.json_response({"error": "E-AGENT-REASON", "message": "reason must be one of "
+                                          + ", ".join(NOT_READY_REASONS)}, status=400)
+            args = (agent, reason)
+        try:
+            decisions = await getattr(routing, action)(*args)
+        except IvrError as exc:
+            if fan_out is not None:
+                fan_out(getattr(exc, "due", []))
+            return web.json_response({"error": exc.error_id, "message": str(exc)}, status=409)
+        if fan_out is not None:
+            fan_out(decisions)
+        return web.json_response(state_json(routing.router.agents[agent]))
+
+    app.router.add_get("/api/agents", list_agents)
+    app.router.add_post(r"/api/agents/{agent}/{action:login|ready|pause|logout}", change)

@@ -154,7 +154,69 @@ def test_log_lines_never_carry_phone_numbers_or_phi_fields(capsys):
 
 
 def test_the_example_config_loads_and_names_files_that_exist():
-    cfg = engine_config.load(ROOT / "ivr-engine.example.yaml", {"IVR_ARI_PASSWORD": "x"})
+    cfg = engine_config.load(ROOT / "ivr-engine.example.yaml", {"IVR_ARI_PASSWORD": "x", "IVR_TWILIO_AUTH_TOKEN": "t"})
+    assert cfg.twilio is not None and cfg.twilio.public_url == "https://ivr.clinic.example"
     assert cfg.asterisk is not None and cfg.asterisk.app == "ivr-engine"
     for p in (cfg.agents, cfg.queues, cfg.trees.default, *cfg.trees.numbers.values(), cfg.hooks):
         assert cfg.path(p).exists(), p
+
+
+def test_the_agent_api_is_authenticated_and_changes_state_through_the_live_router(tmp_path: Path):
+    async def go():
+        proc, url = await start_serve(tmp_path, env={"IVR_API_TOKEN": "ops-secret"})
+        auth = {"Authorization": "Bearer ops-secret"}
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(url + "/api/agents") as r:
+                    assert r.status == 401
+                async with s.post(url + "/api/agents/ana.lopez/login", headers={"Authorization": "Bearer nope"}) as r:
+                    assert r.status == 401
+                async with s.post(url + "/api/agents/ana.lopez/login", headers=auth) as r:
+                    assert r.status == 200 and (await r.json())["status"] == "ready"
+                async with s.post(url + "/api/agents/ana.lopez/pause", headers=auth, json={"reason": "naps"}) as r:
+                    assert r.status == 400 and (await r.json())["error"] == "E-AGENT-REASON"
+                async with s.post(url + "/api/agents/ana.lopez/pause", headers=auth, json={"reason": "lunch"}) as r:
+                    body = await r.json()
+                    assert r.status == 200 and (body["status"], body["reason"]) == ("not_ready", "lunch")
+                async with s.post(url + "/api/agents/ben.carter/ready", headers=auth) as r:
+                    assert r.status == 409 and (await r.json())["error"] == "E-AGENT-TRANSITION"  # logged out
+                async with s.post(url + "/api/agents/nobody/login", headers=auth) as r:
+                    assert r.status == 404
+                async with s.get(url + "/api/agents", headers=auth) as r:
+                    states = {a["agent"]: a["status"] for a in await r.json()}
+                    assert states["ana.lopez"] == "not_ready" and states["ben.carter"] == "logged_out"
+        finally:
+            rc, _, _ = await stop(proc)
+        assert rc == 0
+        proc, url = await start_serve(tmp_path)  # no token: the write API is off, not open
+        try:
+            async with aiohttp.ClientSession() as s, s.post(url + "/api/agents/ana.lopez/ready") as r:
+                assert r.status == 503
+        finally:
+            await stop(proc)
+
+    asyncio.run(go())
+
+
+def test_serve_with_twilio_checks_signatures_on_the_public_url(tmp_path: Path):
+    from twilio.request_validator import RequestValidator
+
+    async def go():
+        proc, url = await start_serve(tmp_path, env={
+            "IVR_TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "IVR_TWILIO_AUTH_TOKEN": "tok",
+            "IVR_PUBLIC_URL": "https://ivr.clinic.example"})
+        form = {"CallSid": "CA" + "2" * 32, "From": "+15555550123", "To": "+15550100000", "CallStatus": "ringing"}
+        sig = RequestValidator("tok").compute_signature("https://ivr.clinic.example/twilio/voice", form)
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(url + "/twilio/voice", data=form) as r:
+                    assert r.status == 403
+                async with s.post(url + "/twilio/voice", data=form, headers={"X-Twilio-Signature": sig}) as r:
+                    assert r.status == 200 and "<Gather" in await r.text()
+                async with s.get(url + "/health") as r:
+                    assert (await r.json())["twilio"]["calls_in_progress"] == 1
+        finally:
+            rc, out, err = await stop(proc)
+        assert rc == 0 and "5555550123" not in err
+
+    asyncio.run(go())

@@ -100,3 +100,107 @@ def test_bad_input_malformed_unknown_and_oversized(tmp_path: Path):
             assert SID in h.adapter.calls and not h.adapter.calls[SID].ended  # nothing lost
 
     run(go())
+
+
+# ---------------------------------------------------------------------- whole calls, played by a simulated Twilio
+
+import re  # noqa: E402
+
+from agents.state import Status  # noqa: E402
+from ivr.twilio.rest import TwilioRest  # noqa: E402
+from ivr.twilio.sim import FakeTwilioRest, SimTwilio  # noqa: E402
+from twilio_harness import ACCOUNT, ROOT  # noqa: E402
+
+
+def twilio_roster(tmp: Path) -> Path:
+    """The sample roster with every softphone a Twilio Voice SDK client (``client:<agent id>``)."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "agents.yaml").read_text())
+    for a in data["agents"]:
+        a["endpoint"] = f"client:{a['id']}"
+    p = tmp / "agents.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+async def twilio_call(h: TwilioHarness, rest: FakeTwilioRest, **kw):
+    h.adapter.rest = TwilioRest(ACCOUNT, TOKEN, h.base, api_base=rest.base_url)
+    async with SimTwilio(h.base, ACCOUNT, TOKEN, rest) as sim:
+        call = await sim.place_call(**kw)
+        await call.run()
+        await h.adapter.settled()
+        return call
+
+
+def test_a_call_walks_the_clinic_tree_to_an_agent_and_back_through_the_twilio_endpoints(tmp_path: Path):
+    async def go():
+        async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, TwilioHarness(
+                tmp_path, agents=twilio_roster(tmp_path), login=("ana.lopez", "ben.carter")) as h:
+            call = await twilio_call(h, rest, keys="1 1 5", agent="answer", talk_seconds=120)
+            assert not call.errors, call.errors
+            kinds = [ln.kind for ln in call.transcript]
+            assert "dial" in kinds and kinds[-1] == "hangup" or call.state == "completed"
+            dial = next(ln for ln in call.transcript if ln.kind == "dial")
+            assert "ana.lopez" in dial.text
+            said = " ".join(ln.text for ln in call.transcript if ln.kind == "say")
+            assert "how satisfied" in said and "Goodbye" in said  # the survey after the agent, then goodbye
+            rec = (await h.routing.store.call_records(call.sid))[0]
+            assert (rec.channel, rec.outcome, rec.agent_id, rec.queue) == ("twilio", "agent", "ana.lopez", "scheduling")
+            assert h.routing.router.agents["ana.lopez"].status is Status.WRAP_UP
+            assert not h.adapter.calls  # the status callback ended it
+
+    run(go())
+
+
+def test_a_waiting_caller_is_redirected_to_the_agent_who_becomes_free(tmp_path: Path):
+    async def go():
+        async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, TwilioHarness(
+                tmp_path, agents=twilio_roster(tmp_path), login=("gus.records",)) as h:
+            h.adapter.rest = TwilioRest(ACCOUNT, TOKEN, h.base, api_base=rest.base_url)
+            async with SimTwilio(h.base, ACCOUNT, TOKEN, rest) as sim:
+                call = await sim.place_call(keys="1 1 5", agent=["no-answer", "answer"], enqueue_timeout=5)
+                task = asyncio.get_running_loop().create_task(call.run())
+                for _ in range(500):
+                    if call.sid in h.routing.router.calls and call.state == "queued":
+                        break
+                    await asyncio.sleep(0.01)
+                assert call.sid in h.routing.router.calls and call.state == "queued"
+                # she logs in: the router offers her the call, and the engine moves the caller to her
+                assert await h.adapter.route("login", "ana.lopez") is not None
+                await asyncio.wait_for(task, 10)
+            assert rest.redirects and rest.redirects[0].url.endswith(f"/twilio/connect?call={call.sid}")
+            dials = [ln for ln in call.transcript if ln.kind == "dial"]
+            assert len(dials) == 2  # no answer, then (same place in line) rung again and answered
+            causes = [e.cause for e in await h.routing.store.agent_events("ana.lopez")]
+            assert causes.count("no-answer") == 1 and causes[-2:] == ["answered", "call-ended"]
+            rec = (await h.routing.store.call_records(call.sid))[0]
+            assert rec.agent_id == "ana.lopez" and rec.answered_at is not None
+
+    run(go())
+
+
+def test_caller_hangs_up_while_waiting_is_an_abandon(tmp_path: Path):
+    async def go():
+        async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, TwilioHarness(
+                tmp_path, agents=twilio_roster(tmp_path), login=("gus.records",)) as h:
+            call = await twilio_call(h, rest, keys="1 1", enqueue_timeout=0.3)  # nobody comes: the caller gives up
+            assert call.sid not in h.routing.router.calls
+            ev = await h.routing.store.call_events(call.sid)
+            assert [e.why for e in ev if e.kind == "left"] == ["abandoned"]
+            assert (await h.routing.store.call_records(call.sid))[0].outcome == "abandoned"
+
+    run(go())
+
+
+def test_the_demo_command_plays_a_whole_call_to_an_agent(tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ivr.cli import app
+
+    monkeypatch.chdir(tmp_path)  # run from anywhere: the clone's sample files are found
+    res = CliRunner().invoke(app, ["demo", "twilio", "--agent", "no-answer", "--agent", "answer"])
+    assert res.exit_code == 0, res.output
+    dials = [ln for ln in res.output.splitlines() if ln.split()[1:2] == ["dial"]]
+    assert len(dials) == 2 and "client:ana.lopez" in dials[1] and "result=no-answer" in dials[0]
+    assert "call record: outcome agent, queue scheduling, agent ana.lopez" in res.output

@@ -638,10 +638,12 @@ class CallSession:
             return
         self.fallback_taken = True
         self.ended_by = "fallback"
-        await self._leave_router("fallback")
-        await self._silence()
-        await self._unhold()
-        await self._destroy_talk()
+        for step in (lambda: self._leave_router("fallback"), self._silence, self._unhold, self._destroy_talk):
+            try:
+                await step()
+            except Exception as exc:  # tidying up must never stop the caller from reaching the fallback
+                log.warning("call %s: cleanup before the fallback failed (%s)", self.call_id,
+                            getattr(exc, "error_id", type(exc).__name__))
         ctx, exten, prio = self.engine.fallback
         try:
             await self.client.continue_in_dialplan(self.channel_id, ctx, exten, prio)

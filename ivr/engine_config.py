@@ -93,6 +93,7 @@ class Twilio(BaseModel):
     fallback_number: str | None = None  # a person to dial when the engine cannot serve a call (the nurse line)
     api_base: str | None = None  # another Twilio API host (a regional edge; the tests' fake)
     announce_every: float = Field(30.0, gt=0)
+    hold_music: str | None = None  # a URL Twilio can fetch; default: Twilio's own hold music
 
 
 class EngineConfig(BaseModel):

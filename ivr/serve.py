@@ -144,7 +144,8 @@ def _twilio_routes(app: web.Application, cfg: EngineConfig, clock: Any, routing:
     rest = TwilioRest(tw.account_sid, cfg.twilio_token, public, api_base=tw.api_base)
     adapter = TwilioAdapter(routes, default, clock=clock, routing=routing, rest=rest,
                             fallback_number=tw.fallback_number, media_base=tw.public_url or "", hooks=hooks,
-                            announce_every=tw.announce_every, from_number=tw.from_number)
+                            announce_every=tw.announce_every, from_number=tw.from_number,
+                            **({"hold_music": tw.hold_music} if tw.hold_music else {}))
     add_twilio_routes(app, adapter, auth_token=cfg.twilio_token, public_url=tw.public_url,
                       trust_forwarded=tw.trust_forwarded)
     media_routes(app, cfg.path("recordings"))

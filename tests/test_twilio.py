@@ -204,3 +204,48 @@ def test_the_demo_command_plays_a_whole_call_to_an_agent(tmp_path: Path, monkeyp
     dials = [ln for ln in res.output.splitlines() if ln.split()[1:2] == ["dial"]]
     assert len(dials) == 2 and "client:ana.lopez" in dials[1] and "result=no-answer" in dials[0]
     assert "call record: outcome agent, queue scheduling, agent ana.lopez" in res.output
+
+
+def test_voicemail_for_a_refill_is_recorded_through_record_and_its_action(tmp_path: Path):
+    async def go():
+        async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, TwilioHarness(tmp_path, agents=twilio_roster(tmp_path)) as h:
+            call = await twilio_call(h, rest, keys="2 04121980#", recording_seconds=14)
+            assert not call.errors, call.errors
+            rec_line = next(ln for ln in call.transcript if ln.kind == "record")
+            assert "maxLength" in rec_line.attrs or rec_line.text
+            rec = (await h.routing.store.call_records(call.sid))[0]
+            assert rec.outcome == "record" and rec.node != "refill_record"  # it moved on after the recording
+            # the date of birth typed on the keypad is in no response the engine sent back
+            assert all("04121980" not in r.text for r in call.requests)
+
+    run(go())
+
+
+def test_a_text_message_goes_through_the_twilio_rest_api(tmp_path: Path):
+    from ivr.hooks import load
+
+    hooks = load(str(ROOT / "calltrees" / "hooks.py"))
+
+    async def go():
+        async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, TwilioHarness(
+                tmp_path, agents=twilio_roster(tmp_path), hooks=hooks) as h:
+            call = await twilio_call(h, rest, keys="1 2 04121980# 2")
+            assert not call.errors, call.errors
+            msgs = await rest.wait_for_messages(1)
+            assert msgs[0].to == "+15555550123" and "riverside.example/reschedule" in msgs[0].body
+            assert (await h.routing.store.call_records(call.sid))[0].outcome == "hangup"
+
+    run(go())
+
+
+def test_signatures_behind_a_proxy_use_the_forwarded_url_when_trusted(tmp_path: Path):
+    async def go():
+        async with TwilioHarness(tmp_path, trust_forwarded=True) as h:
+            form = call_form(SID)
+            fwd = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "ivr.clinic.example"}
+            ok = await h.post("/twilio/voice", form, headers=fwd, signed_url="https://ivr.clinic.example/twilio/voice")
+            assert ok[0] == 200
+            bad = await h.post("/twilio/voice", call_form("CA" + "3" * 32), headers=fwd)  # signed for the local URL
+            assert bad[0] == 403
+
+    run(go())

@@ -29,10 +29,12 @@ class TwilioHarness:
     def __init__(self, tmp: Path, *, tree: Path = ROOT / "calltrees" / "clinic-main.yaml",
                  agents: Path = ROOT / "agents.yaml", queues: Path = ROOT / "queues.yaml",
                  login: tuple[str, ...] = (), public_url: str | None = None, rest: Any = None,
-                 fallback_number: str | None = "+15550100200") -> None:
+                 fallback_number: str | None = "+15550100200", hooks: dict[str, Any] | None = None,
+                 trust_forwarded: bool = False) -> None:
         self.tmp, self.tree_path, self.agents, self.queues = tmp, tree, agents, queues
         self.login, self.public_url, self.rest, self.fallback_number = login, public_url, rest, fallback_number
         self.clock = FakeClock(MONDAY_930_NY)
+        self.hooks, self.trust_forwarded = hooks or {}, trust_forwarded
 
     async def __aenter__(self) -> "TwilioHarness":
         self.routing = await RoutingService.open(self.agents, self.queues, url=f"sqlite+aiosqlite:///{self.tmp / 's.db'}",
@@ -41,13 +43,15 @@ class TwilioHarness:
             await self.routing.login(a)
         route = TreeRoute(self.tree_path.stem, load_tree(self.tree_path))
         self.adapter = TwilioAdapter({}, route, clock=self.clock, routing=self.routing, rest=self.rest,
-                                     fallback_number=self.fallback_number)
+                                     fallback_number=self.fallback_number, hooks=self.hooks,
+                                     from_number="+15550100000")
 
         async def health() -> dict[str, Any]:
             return {"status": "ok"}
 
         app = build_app(health)
-        add_twilio_routes(app, self.adapter, auth_token=TOKEN, public_url=self.public_url)
+        add_twilio_routes(app, self.adapter, auth_token=TOKEN, public_url=self.public_url,
+                          trust_forwarded=self.trust_forwarded)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

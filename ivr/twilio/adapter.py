@@ -42,6 +42,8 @@ from .twiml import add_items, say_language
 
 log = logging.getLogger(__name__)
 
+# Twilio's own hold music (the one <Enqueue> plays by default), served by Twilio
+TWILIO_HOLD_MUSIC = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
 MAX_CACHED = 64  # answers remembered per call for retried webhooks
 
 
@@ -73,7 +75,8 @@ class TwilioAdapter:
     def __init__(self, routes: dict[str, Any], default_route: Any, *, clock: Any, routing: Any = None,
                  rest: Any = None, fallback_number: str | None = None, media_base: str = "",
                  hooks: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
-                 announce_every: float = 30.0, from_number: str | None = None) -> None:
+                 announce_every: float = 30.0, from_number: str | None = None,
+                 hold_music: str | None = TWILIO_HOLD_MUSIC) -> None:
         self.routes = routes
         self.default_route = default_route
         self.clock = clock
@@ -84,6 +87,7 @@ class TwilioAdapter:
         self.hooks = hooks or {}
         self.announce_every = announce_every
         self.from_number = from_number
+        self.hold_music = hold_music
         self.agents = {a.id: a for a in (routing.roster if routing is not None else [])}
         self.queues = routing.queues if routing is not None else {}
         self.calls: dict[str, TwilioCall] = {}
@@ -163,7 +167,10 @@ class TwilioAdapter:
             if ewt != float("inf") and ewt >= 60:
                 text += f" The expected wait is about {round(ewt / 60)} minutes."
             parent.say(text, language=say_language(lang))
-        vr.play(f"{self.media_base}/media/hold.wav") if self.media_base else vr.pause(length=int(self.announce_every))
+        if self.hold_music:
+            vr.play(self.hold_music)  # Twilio fetches the wait URL again when it ends: the next announcement
+        else:
+            vr.pause(length=int(self.announce_every))
         return str(vr)
 
     async def wait_key(self, call: TwilioCall, digits: str | None) -> str:

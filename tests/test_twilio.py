@@ -249,3 +249,19 @@ def test_signatures_behind_a_proxy_use_the_forwarded_url_when_trusted(tmp_path: 
             assert bad[0] == 403
 
     run(go())
+
+
+def test_a_bug_in_a_handler_sends_the_caller_to_a_person_not_an_application_error(tmp_path: Path, monkeypatch):
+    async def go():
+        async with TwilioHarness(tmp_path) as h:
+            _, body = await h.post("/twilio/voice", call_form(SID))
+            action = ET.fromstring(body).find("Gather").get("action")
+
+            async def broken(*a, **kw):
+                raise RuntimeError("boom")
+
+            monkeypatch.setattr(h.adapter, "gather", broken)
+            status, body = await h.post(action, call_form(SID, Digits="1"))
+            assert status == 200 and ET.fromstring(body).find("Dial").text == "+15550100200"
+
+    run(go())

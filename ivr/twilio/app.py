@@ -93,7 +93,15 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
             key = adapter.request_key(request.path_qs, form, request.headers.get("I-Twilio-Idempotency-Token"))
             if key in call.answers:
                 return twiml(call.answers[key])  # a retry: the same answer, the call does not advance twice
-            out = await fn(call, request, form)
+            try:
+                out = await fn(call, request, form)
+            except web.HTTPException:
+                raise
+            except Exception:
+                # A bug must not leave the caller with Twilio's "application error": straight to a person.
+                log.exception("twilio: %s failed for call %s; sending the caller to the fallback number",
+                              request.path, call.sid)
+                return twiml(fallback_twiml(adapter.fallback_number)) if remember else web.Response(status=204)
             if out is None:
                 call.answers[key] = ""
                 return web.Response(status=204)
@@ -105,7 +113,11 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
         form = await checked(request)
         if not form.get("CallSid"):
             raise web.HTTPBadRequest(text="CallSid is required")
-        return twiml(await adapter.incoming(form))
+        try:
+            return twiml(await adapter.incoming(form))
+        except Exception:
+            log.exception("twilio: the incoming call could not be started; sending it to the fallback number")
+            return twiml(fallback_twiml(adapter.fallback_number))
 
     async def fallback(request: web.Request) -> web.Response:
         await checked(request)

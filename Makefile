@@ -10,3 +10,4 @@ bench: install
 	python3 -m benchmarks.bench_store
 	python3 -m benchmarks.bench_routing
 	python3 -m benchmarks.bench_asterisk
+	python3 -m benchmarks.bench_twilio

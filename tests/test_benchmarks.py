@@ -28,3 +28,11 @@ def test_asterisk_benchmark_runs_with_no_event_lost(capsys):
     assert res["lost"] == 0 and res["records"] == 12 and res["waiting_left"] == 0
     assert res["p99_ms"] >= res["p50_ms"] > 0 and res["base_p50_ms"] > 0
     assert "event -> commands done" in capsys.readouterr().out
+
+
+def test_twilio_benchmark_runs_every_call_to_its_end(capsys):
+    from benchmarks.bench_twilio import main as twilio_main
+
+    res = twilio_main(["--calls", "5"])
+    assert res["records"] == 5 and res["errors"] == 0 and res["webhooks"] >= 5 * 5
+    assert res["p99_ms"] >= res["p50_ms"] > 0 and "engine webhook handling" in capsys.readouterr().out

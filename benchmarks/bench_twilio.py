@@ -77,8 +77,15 @@ async def run_engine(calls: int) -> tuple[list[float], int, int]:
         for a in roster["agents"]:
             a["endpoint"] = f"client:{a['id']}"
         (Path(tmp) / "agents.yaml").write_text(yaml.safe_dump(roster))
+        # Real seconds pass here: no wrap-up and no expert-only first step, so a freed agent takes the next
+        # caller at once and the run measures webhooks, not waiting.
+        queues = yaml.safe_load((ROOT / "queues.yaml").read_text())
+        for q in queues["queues"].values():
+            q["wrap_up"] = 0
+            q.pop("steps", None)
+        (Path(tmp) / "queues.yaml").write_text(yaml.safe_dump(queues))
         clock = ShiftedClock(datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc))
-        routing = await RoutingService.open(Path(tmp) / "agents.yaml", ROOT / "queues.yaml",
+        routing = await RoutingService.open(Path(tmp) / "agents.yaml", Path(tmp) / "queues.yaml",
                                             url=f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}", clock=clock.now)
         for a in ("ana.lopez", "ben.carter", "dolores.ruiz", "gus.records"):
             await routing.login(a)

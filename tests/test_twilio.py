@@ -169,7 +169,7 @@ def test_a_waiting_caller_is_redirected_to_the_agent_who_becomes_free(tmp_path: 
                 # she logs in: the router offers her the call, and the engine moves the caller to her
                 assert await h.adapter.route("login", "ana.lopez") is not None
                 await asyncio.wait_for(task, 10)
-            assert rest.redirects and rest.redirects[0].url.endswith(f"/twilio/connect?call={call.sid}")
+            assert rest.redirects and rest.redirects[0].url.endswith(f"/twilio/connect?call={call.sid}&r=1")
             dials = [ln for ln in call.transcript if ln.kind == "dial"]
             assert len(dials) == 2  # no answer, then (same place in line) rung again and answered
             causes = [e.cause for e in await h.routing.store.agent_events("ana.lopez")]

@@ -69,6 +69,11 @@ class TwilioCall:
     ended: bool = False
     ended_by: str = "caller"
     redirecting: bool = False
+    parked: bool = False  # sitting in <Enqueue>: the only state in which a REST redirect may move the call
+    handed_off: bool = False  # sent to the fallback number after an error: routing leaves it alone
+    collect: tuple[int, Any] | None = None  # the prompt whose <Gather> is out, and its Collect
+    redirects: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one webhook at a time per call (retries wait)
 
 
 class TwilioAdapter:
@@ -119,33 +124,46 @@ class TwilioAdapter:
 
     async def incoming(self, form: dict[str, str]) -> str:
         sid = form["CallSid"]
-        if sid in self.calls:  # Twilio retried the first webhook: same call, start it only once
-            return self.calls[sid].answers.get("voice", _fallback_twiml(self.fallback_number))
+        known = self.calls.get(sid)
+        if known is not None:  # Twilio retried the first webhook: same call, started once; the same answer
+            async with known.lock:
+                return known.answers.get("voice") or _fallback_twiml(self.fallback_number)
         route = self.routes.get(form.get("To") or "", self.default_route)
         now = self.clock.now()
         call = TwilioCall(sid, route, form.get("From") or None, now)
         self.calls[sid] = call
-        state, cmds = route.interpreter.start(E.CallStarted(now, sid, call.caller, form.get("To") or None,
-                                                            route.language))
-        call.state = state
-        vr = VoiceResponse()
-        await self._render(call, cmds, vr)
-        return self.remember(call, "voice", str(vr))
+        async with call.lock:
+            state, cmds = route.interpreter.start(E.CallStarted(now, sid, call.caller, form.get("To") or None,
+                                                                route.language))
+            call.state = state
+            vr = VoiceResponse()
+            await self._render(call, cmds, vr)
+            return self.remember(call, "voice", str(vr))
 
-    async def gather(self, call: TwilioCall, prompt_id: int, digits: str | None) -> str:
-        """The caller's keys for prompt ``prompt_id`` (all at once), or none (the input timed out)."""
+    async def gather(self, call: TwilioCall, prompt_id: int, digits: str | None, finished_on_key: str = "") -> str:
+        """The caller's keys for prompt ``prompt_id`` (all at once), or none (the input timed out).
+
+        Twilio strips the finishing key from ``Digits`` and reports it as ``FinishedOnKey``: it is given back
+        to the interpreter as the terminator it is. An entry still incomplete after the keys timed out after
+        the last of them (the InputTimeout is dated one collect timeout later, as it happened).
+        """
         st = call.state
         assert st is not None
         now = self._now(call)
         cmds: list[Any] = []
+        col = call.collect[1] if call.collect is not None and call.collect[0] == prompt_id else None
         if st.prompt_id == prompt_id and st.phase in ("prompt", "collect"):
             if st.phase == "prompt":
                 cmds += self._step(call, E.PromptFinished(now, prompt_id))
-            for d in digits or "":
+            keys = digits or ""
+            if finished_on_key and col is not None and col.terminator == finished_on_key:
+                keys += finished_on_key
+            for d in keys:
                 cmds += self._step(call, E.Digit(now, d))
             st = call.state
             if st is not None and st.phase == "collect" and st.prompt_id == prompt_id:
-                cmds += self._step(call, E.InputTimeout(now, prompt_id))  # nothing (more) came: Gather timed out
+                later = now + timedelta(seconds=col.timeout if col is not None else 5.0)
+                cmds += self._step(call, E.InputTimeout(later, prompt_id))  # nothing (more) came: Gather timed out
         vr = VoiceResponse()
         await self._render(call, cmds, vr)
         return str(vr)
@@ -227,22 +245,39 @@ class TwilioAdapter:
         call.offer = None
         self._step(call, E.AgentConnected(self._now(call), agent, ""))
 
-    async def dial_done(self, call: TwilioCall, offer: int, status: str) -> str:
+    async def dial_done(self, call: TwilioCall, offer: int, status: str, call_status: str = "") -> str:
         """``<Dial>``'s action: the agent's leg ended (conversation over) or never connected."""
         vr = VoiceResponse()
+        if call.talking is None and status in ("completed", "answered") and call.offer is not None \
+                and call.offer[2] == offer:
+            await self.agent_status(call, offer, "in-progress")  # the "answered" callback was lost: it was answered
         if call.talking is not None:
             agent, call.talking = call.talking, None
             call.agent_ended_at = self.clock.now()
             call.ended_by = "agent"
             await self.route("call_ended", agent)
+            if call_status == "completed":
+                return str(vr)  # the caller hung up: the status callback ends the call
             await self._render(call, self._step(call, E.AgentDisconnected(self._now(call))), vr)
             return str(vr)
         if call.offer is not None and call.offer[2] == offer:
             agent, offered_at, _ = call.offer
             call.offer = None
+            if call_status == "completed":  # the caller hung up while it rang: not the agent's miss
+                await self._leave_router(call, "abandoned")
+                return str(vr)
             await self.route("no_answer", call.sid, agent_id=agent, offered_at=offered_at)
         await self._connect_or_wait(call, vr)
         return str(vr)
+
+    def hand_off(self, call: TwilioCall) -> None:
+        """The call went to the fallback number after an error: routing must not move it again."""
+        call.handed_off = True
+        call.parked = False
+        if call.in_router:
+            call.in_router = False
+            if self.router is not None and call.sid in self.router.calls:
+                self._spawn(self.route("abandon", call.sid, why="fallback"))
 
     async def transfer_done(self, call: TwilioCall, status: str) -> str:
         ok = status in ("completed", "answered")
@@ -301,6 +336,7 @@ class TwilioAdapter:
                                   action_on_empty_result=True,
                                   **({"finish_on_key": col.terminator} if col.terminator else {"finish_on_key": ""}))
                     add_items(g, cmd.items, self.media_base)
+                    call.collect = (cmd.prompt_id, col)
                     return  # the caller's keys (or their silence) come back to /twilio/gather
                 add_items(vr, cmd.items, self.media_base)
                 call.vclock = (self._now(call) - call.started_at).total_seconds() + sum(
@@ -321,6 +357,8 @@ class TwilioAdapter:
                 vr.record(action=_url("record", call.sid), method="POST", max_length=int(cmd.max_length),
                           finish_on_key=cmd.finish_key or "#", play_beep=cmd.beep,
                           recording_status_callback=_url("recording", call.sid))
+                # with no audio at all Twilio skips the action and goes on to the next verb: bring it back here
+                vr.redirect(_url("record", call.sid, empty=1), method="POST")
                 return
             elif isinstance(cmd, C.HangupCall):
                 await self._leave_router(call, "abandoned")
@@ -330,9 +368,11 @@ class TwilioAdapter:
             elif isinstance(cmd, C.CallHook):
                 pending += self._step(call, await self._hook(cmd, call))
             elif isinstance(cmd, C.RequestCallback):
-                await self.route("enqueue", f"{call.sid}-callback", cmd.queue, skills=cmd.skills,
-                                 language=cmd.language, priority=cmd.priority, since=cmd.keep_place_since,
-                                 callback_number=cmd.number)
+                # Placing a callback on Twilio (ring the agent, then the patient) is not built yet: queueing it
+                # would reserve agents for a call nobody dials. Say so loudly, by call sid and queue (no number:
+                # staff find it in Twilio's call log under that sid).
+                log.error("call %s: callback requested in queue %s cannot be placed on Twilio yet; call the "
+                          "patient back from the call log (E-TWILIO-CALLBACK)", call.sid, cmd.queue)
             elif isinstance(cmd, C.SendSms):
                 self._send_sms(cmd)
 
@@ -353,8 +393,9 @@ class TwilioAdapter:
             return
         await self._connect_or_wait(call, vr)
 
-    async def _connect_or_wait(self, call: TwilioCall, vr: VoiceResponse) -> None:
+    async def _connect_or_wait(self, call: TwilioCall, vr: VoiceResponse, depth: int = 0) -> None:
         """Dial the agent the router reserved; else wait in line; else the tree's fallback."""
+        call.parked = False
         router = self.router
         res = router.reservations.get(call.sid) if router is not None else None
         if res is not None:
@@ -362,24 +403,36 @@ class TwilioAdapter:
             noun = _agent_noun(spec.endpoint) if spec is not None else None
             if noun is None:  # an Asterisk-only softphone: not reachable from Twilio
                 await self.route("no_answer", call.sid, agent_id=res.agent_id, offered_at=res.offered_at)
-                await self._connect_or_wait(call, vr)
+                depth += 1
+                if depth < 5:
+                    await self._connect_or_wait(call, vr, depth)
+                    return
+                res = None  # keep the caller waiting rather than ring unreachable phones in a loop
+            else:
+                self._dial(call, vr, res, noun)
                 return
-            call.offers += 1
-            call.offer = (res.agent_id, res.offered_at, call.offers)
-            queue = self.queues.get(call.queue or "")
-            ring = max(1, int(queue.ring_timeout) - 1) if queue is not None else 19
-            d = vr.dial(action=_url("dial", call.sid, offer=call.offers), method="POST", timeout=ring)
-            kind, target = noun
-            cb = {"status_callback": _url("agent", call.sid, offer=call.offers),
-                  "status_callback_event": "answered completed", "status_callback_method": "POST"}
-            getattr(d, kind)(target, **cb)
-            return
         if router is not None and call.sid in router.calls:
             vr.enqueue(call.sid, wait_url=_url("wait", call.sid), wait_url_method="POST",
                        action=_url("enqueued", call.sid), method="POST")
+            call.parked = True
             return
         call.in_router = False
+        if call.stashed:  # the queue gave up on the caller while this webhook was being handled
+            cmds, call.stashed = call.stashed, []
+            await self._render(call, cmds, vr)
+            return
         await self._render(call, self._step(call, E.QueueResult(self._now(call), "no_agents")), vr)
+
+    def _dial(self, call: TwilioCall, vr: VoiceResponse, res: Any, noun: tuple[str, str]) -> None:
+        call.offers += 1
+        call.offer = (res.agent_id, res.offered_at, call.offers)
+        queue = self.queues.get(call.queue or "")
+        ring = max(1, int(queue.ring_timeout) - 1) if queue is not None else 19
+        d = vr.dial(action=_url("dial", call.sid, offer=call.offers), method="POST", timeout=ring)
+        kind, target = noun
+        cb = {"status_callback": _url("agent", call.sid, offer=call.offers),
+              "status_callback_event": "answered completed", "status_callback_method": "POST"}
+        getattr(d, kind)(target, **cb)
 
     async def _leave_router(self, call: TwilioCall, why: str) -> None:
         if call.in_router:
@@ -446,22 +499,26 @@ class TwilioAdapter:
 
         for d in decisions:
             call = self.calls.get(d.call_id) if isinstance(d, (Offer, QueueFailed)) else None
-            if call is None or call.ended or not call.in_router:
+            if call is None or call.ended or call.handed_off or not call.in_router:
                 continue
-            if isinstance(d, Offer) and call.offer is None and not call.redirecting:
-                call.redirecting = True
-                self._spawn(self._redirect(call))
-            elif isinstance(d, QueueFailed):
+            if isinstance(d, QueueFailed):
                 call.in_router = False
                 call.stashed = self._step(call, E.QueueResult(self._now(call), d.outcome))  # type: ignore[arg-type]
-                self._spawn(self._redirect(call, "resume"))
+                if call.parked and not call.redirecting:  # else the webhook in progress renders it
+                    call.redirecting = True
+                    self._spawn(self._redirect(call, "resume"))
+            elif call.parked and call.offer is None and not call.redirecting:
+                # only a caller sitting in <Enqueue> is moved; a call in a webhook or a <Dial> is handled there
+                call.redirecting = True
+                self._spawn(self._redirect(call))
 
     async def _redirect(self, call: TwilioCall, kind: str = "connect") -> None:
         if self.rest is None:
             log.warning("call %s: cannot move the caller out of the queue: no Twilio REST client", call.sid)
             return
-        try:
-            await self.rest.redirect(call.sid, _url(kind, call.sid))
+        call.redirects += 1
+        try:  # a fresh URL per redirect: two moves of one call are two requests, never a cached "retry"
+            await self.rest.redirect(call.sid, _url(kind, call.sid, r=call.redirects))
         except Exception as exc:
             call.redirecting = False
             log.warning("call %s: Twilio refused the redirect (%s)", call.sid, type(exc).__name__)

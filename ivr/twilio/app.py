@@ -41,6 +41,16 @@ MAX_BODY = 64 * 1024  # Twilio's webhooks are a few hundred bytes; anything near
 TWIML = "application/xml"
 
 
+def ET_has_verbs(twiml_text: str) -> bool:  # noqa: N802 (reads as what it checks)
+    """Does this TwiML do anything? ``<Response/>`` makes Twilio hang up."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        return len(ET.fromstring(twiml_text)) > 0
+    except ET.ParseError:
+        return False
+
+
 def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_token: str,
                       public_url: str | None = None, trust_forwarded: bool = False) -> None:
     validator = RequestValidator(auth_token)
@@ -63,12 +73,13 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
             log.warning("twilio: refused %s: not a form post (%s)", request.path, ctype)
             raise web.HTTPUnsupportedMediaType(text="Twilio webhooks are form posts")
         try:
-            form = {k: str(v) for k, v in (await request.post()).items()}
+            posted = await request.post()
+            form = {k: str(v) for k, v in posted.items()}
         except (ValueError, UnicodeDecodeError):
             log.warning("twilio: refused %s: the form could not be parsed", request.path)
             raise web.HTTPBadRequest(text="malformed form") from None
         signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not validator.validate(signed_url(request), form, signature):
+        if not signature or not validator.validate(signed_url(request), posted, signature):
             log.warning("twilio: refused %s: %s signature (E-TWILIO-SIGNATURE)", request.path,
                         "missing" if not signature else "invalid")
             raise web.HTTPForbidden(text="invalid Twilio signature")
@@ -78,7 +89,7 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
         return web.Response(text=body, content_type=TWIML)
 
     def call_handler(fn: Callable[[TwilioCall, web.Request, dict[str, str]], Awaitable[str | None]],
-                     *, remember: bool = True) -> Callable[[web.Request], Awaitable[web.Response]]:
+                     *, remember: bool = True, must_speak: bool = False) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             form = await checked(request)
             sid = request.query.get("call") or form.get("CallSid", "")
@@ -91,21 +102,30 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
                     return web.Response(status=204)
                 return twiml(fallback_twiml(adapter.fallback_number))
             key = adapter.request_key(request.path_qs, form, request.headers.get("I-Twilio-Idempotency-Token"))
-            if key in call.answers:
-                return twiml(call.answers[key])  # a retry: the same answer, the call does not advance twice
-            try:
-                out = await fn(call, request, form)
-            except web.HTTPException:
-                raise
-            except Exception:
-                # A bug must not leave the caller with Twilio's "application error": straight to a person.
-                log.exception("twilio: %s failed for call %s; sending the caller to the fallback number",
-                              request.path, call.sid)
-                return twiml(fallback_twiml(adapter.fallback_number)) if remember else web.Response(status=204)
-            if out is None:
-                call.answers[key] = ""
-                return web.Response(status=204)
-            return twiml(adapter.remember(call, key, out))
+            async with call.lock:  # one webhook at a time per call: a retry waits for the first, then replays it
+                if key in call.answers:
+                    cached = call.answers[key]  # a retry: the same answer, the call does not advance twice
+                    return twiml(cached) if cached else web.Response(status=204)
+                try:
+                    out = await fn(call, request, form)
+                except web.HTTPException:
+                    raise
+                except Exception:
+                    # A bug must not leave the caller with Twilio's "application error": straight to a person.
+                    log.exception("twilio: %s failed for call %s; sending the caller to the fallback number",
+                                  request.path, call.sid)
+                    adapter.hand_off(call)
+                    return twiml(fallback_twiml(adapter.fallback_number)) if remember else web.Response(status=204)
+                if out is None:
+                    call.answers[key] = ""
+                    return web.Response(status=204)
+                if must_speak and form.get("CallStatus") != "completed" and not ET_has_verbs(out):
+                    # an empty answer hangs the caller up: never send one from a caller-facing webhook
+                    log.warning("twilio: %s had nothing to say for call %s; sending the caller to the fallback "
+                                "number (W-TWILIO-EMPTY)", request.path, call.sid)
+                    out = fallback_twiml(adapter.fallback_number)
+                    adapter.hand_off(call)
+                return twiml(adapter.remember(call, key, out))
 
         return handle
 
@@ -130,7 +150,7 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
             raise web.HTTPBadRequest(text=f"{name} must be a number") from None
 
     async def gather(call: TwilioCall, r: web.Request, f: dict[str, str]) -> str:
-        return await adapter.gather(call, _int(r, "prompt"), f.get("Digits"))
+        return await adapter.gather(call, _int(r, "prompt"), f.get("Digits"), f.get("FinishedOnKey", ""))
 
     async def wait(call: TwilioCall, r: web.Request, f: dict[str, str]) -> str:
         return await adapter.wait(call, f)
@@ -152,7 +172,7 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
         return None
 
     async def dial(call: TwilioCall, r: web.Request, f: dict[str, str]) -> str:
-        return await adapter.dial_done(call, _int(r, "offer"), f.get("DialCallStatus", ""))
+        return await adapter.dial_done(call, _int(r, "offer"), f.get("DialCallStatus", ""), f.get("CallStatus", ""))
 
     async def transfer(call: TwilioCall, r: web.Request, f: dict[str, str]) -> str:
         return await adapter.transfer_done(call, f.get("DialCallStatus", ""))
@@ -173,12 +193,13 @@ def add_twilio_routes(app: web.Application, adapter: TwilioAdapter, *, auth_toke
 
     app.router.add_post("/twilio/voice", voice)
     app.router.add_post("/twilio/fallback", fallback)
-    for path, fn, remember in (("gather", gather, True), ("wait", wait, True), ("waitkey", waitkey, True),
-                               ("enqueued", enqueued, True), ("connect", connect, True), ("resume", resume, True),
-                               ("agent", agent, False), ("dial", dial, True), ("transfer", transfer, True),
-                               ("record", record, True), ("recording", recording, False),
-                               ("status", status, False)):
-        app.router.add_post(f"/twilio/{path}", call_handler(fn, remember=remember))
+    # must_speak: the caller is on the line waiting for instructions; an empty answer would hang them up
+    for path, fn, remember, speak in (
+            ("gather", gather, True, True), ("wait", wait, True, False), ("waitkey", waitkey, True, False),
+            ("enqueued", enqueued, True, False), ("connect", connect, True, True), ("resume", resume, True, True),
+            ("agent", agent, False, False), ("dial", dial, True, True), ("transfer", transfer, True, True),
+            ("record", record, True, True), ("recording", recording, False, False), ("status", status, False, False)):
+        app.router.add_post(f"/twilio/{path}", call_handler(fn, remember=remember, must_speak=speak))
 
 
 def media_routes(app: web.Application, recordings: Any) -> None:

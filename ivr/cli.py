@@ -380,6 +380,15 @@ def demo_twilio(
 app.add_typer(demo_app, name="demo")
 
 
+def _add_ops_commands() -> None:
+    from ivr.cli_report import report
+
+    app.command("report")(report)
+
+
+_add_ops_commands()
+
+
 def _add_routing_commands() -> None:
     from ivr.cli_routing import agents_app, queues_app
 

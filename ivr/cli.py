@@ -382,8 +382,10 @@ app.add_typer(demo_app, name="demo")
 
 def _add_ops_commands() -> None:
     from ivr.cli_report import report
+    from ivr.cli_staff import staff
 
     app.command("report")(report)
+    app.command("staff")(staff)
 
 
 _add_ops_commands()

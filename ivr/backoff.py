@@ -9,9 +9,11 @@ jitter and assert exact bounds without real randomness.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-__all__ = ["jittered_backoff"]
+__all__ = ["jittered_backoff", "pause_unless_closed"]
 
 # 2**64 already exceeds any sensible cap; clamping the exponent avoids an
 # OverflowError after a very long outage (float(2**1100) overflows).
@@ -33,3 +35,20 @@ def jittered_backoff(failures: int, initial: float, cap: float, rng: Callable[[]
     base = min(cap, initial * 2.0 ** min(failures, _MAX_EXPONENT))
     jitter = min(1.0, max(0.0, rng()))
     return base * (0.5 + 0.5 * jitter)
+
+
+async def pause_unless_closed(delay: float, sleep: Callable[[float], Awaitable[Any]], closing: asyncio.Event) -> bool:
+    """Wait ``delay`` with the (injectable) ``sleep`` unless ``closing`` is set first; False when closed.
+
+    Shared by the ARI and AMI reconnect loops: a client being closed must not sit out a 90 s backoff.
+    """
+    sleeper = asyncio.ensure_future(sleep(delay))
+    closer = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait({sleeper, closer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (sleeper, closer):
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(sleeper, closer, return_exceptions=True)
+    return not closing.is_set()

@@ -42,7 +42,7 @@ from panoramisk.manager import Manager
 from panoramisk.message import Message
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ivr.backoff import jittered_backoff
+from ivr.backoff import jittered_backoff, pause_unless_closed
 
 from .errors import AmiActionFailed, AmiAuthError, AmiError, AmiTimeout, AmiUnavailable
 
@@ -768,13 +768,4 @@ class AmiClient:
 
     async def _pause(self, delay: float) -> bool:
         """Sleep ``delay`` with the injected sleep unless :meth:`close` comes first; False when closed."""
-        sleeper = asyncio.ensure_future(self._sleep(delay))
-        closer = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait({sleeper, closer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (sleeper, closer):
-                if not t.done():
-                    t.cancel()
-            await asyncio.gather(sleeper, closer, return_exceptions=True)
-        return not self._closing.is_set()
+        return await pause_unless_closed(delay, self._sleep, self._closing)

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ivr.backoff import jittered_backoff
+from ivr.backoff import jittered_backoff, pause_unless_closed
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import (
@@ -289,16 +289,7 @@ class AriClient:
 
     async def _pause(self, delay: float) -> bool:
         """Sleep ``delay`` with the injected sleep unless :meth:`close` comes first; False when closed."""
-        sleeper = asyncio.ensure_future(self._sleep(delay))
-        closer = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait({sleeper, closer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (sleeper, closer):
-                if not t.done():
-                    t.cancel()
-            await asyncio.gather(sleeper, closer, return_exceptions=True)
-        return not self._closing.is_set()
+        return await pause_unless_closed(delay, self._sleep, self._closing)
 
     # ------------------------------------------------------------- helpers
     async def answer(self, channel_id: str) -> None:

@@ -34,6 +34,7 @@ from ivr.clock import ShiftedClock  # noqa: E402
 from ivr.tree import load_tree  # noqa: E402
 from ivr.twilio.adapter import TwilioAdapter  # noqa: E402
 from ivr.twilio.app import add_twilio_routes  # noqa: E402
+from ivr.twilio.demo import write_client_roster  # noqa: E402
 from ivr.twilio.rest import TwilioRest  # noqa: E402
 from ivr.twilio.sim import FakeTwilioRest, SimTwilio  # noqa: E402
 from ivr.web import build_app  # noqa: E402
@@ -73,10 +74,7 @@ async def run_engine(calls: int) -> tuple[list[float], int, int]:
 
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        roster = yaml.safe_load((ROOT / "agents.yaml").read_text())
-        for a in roster["agents"]:
-            a["endpoint"] = f"client:{a['id']}"
-        (Path(tmp) / "agents.yaml").write_text(yaml.safe_dump(roster))
+        write_client_roster(ROOT / "agents.yaml", Path(tmp) / "agents.yaml")
         # Real seconds pass here: no wrap-up and no expert-only first step, so a freed agent takes the next
         # caller at once and the run measures webhooks, not waiting.
         queues = yaml.safe_load((ROOT / "queues.yaml").read_text())

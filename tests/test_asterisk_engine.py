@@ -390,9 +390,7 @@ def test_ami_unregistration_while_ringing_reaches_the_engine_and_registration_re
 
 def hold_tick(h: EngineHarness) -> None:
     """The router's timer is due but its tick has not run yet (another step holds the lock): the race window."""
-    if h.engine._tick is not None:
-        h.engine._tick[1].cancel()
-        h.engine._tick = None
+    h.engine._cancel_tick()
 
 
 def test_an_answer_racing_the_routers_ring_timeout_never_credits_the_wrong_agent(tmp_path: Path):

@@ -104,24 +104,10 @@ def test_bad_input_malformed_unknown_and_oversized(tmp_path: Path):
 
 # ---------------------------------------------------------------------- whole calls, played by a simulated Twilio
 
-import re  # noqa: E402
-
 from agents.state import Status  # noqa: E402
 from ivr.twilio.rest import TwilioRest  # noqa: E402
 from ivr.twilio.sim import FakeTwilioRest, SimTwilio  # noqa: E402
-from twilio_harness import ACCOUNT, ROOT  # noqa: E402
-
-
-def twilio_roster(tmp: Path) -> Path:
-    """The sample roster with every softphone a Twilio Voice SDK client (``client:<agent id>``)."""
-    import yaml
-
-    data = yaml.safe_load((ROOT / "agents.yaml").read_text())
-    for a in data["agents"]:
-        a["endpoint"] = f"client:{a['id']}"
-    p = tmp / "agents.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+from twilio_harness import ACCOUNT, ROOT, twilio_roster  # noqa: E402
 
 
 async def twilio_call(h: TwilioHarness, rest: FakeTwilioRest, **kw):

@@ -8,20 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-from twilio_harness import ROOT, TwilioHarness, call_form
-
-
-def twilio_roster(tmp: Path) -> Path:
-    import yaml
-
-    data = yaml.safe_load((ROOT / "agents.yaml").read_text())
-    for a in data["agents"]:
-        a["endpoint"] = f"client:{a['id']}"
-    p = tmp / "agents.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+from twilio_harness import ROOT, TwilioHarness, call_form, twilio_roster
 
 
 class Rest:
@@ -47,7 +35,6 @@ async def drive(h, sid, keys):
     return body
 
 
-from twilio_harness import TwilioHarness, call_form
 SID_PARTIAL = "CA" + "2" * 32
 
 def test_partial_dob_then_silence_is_not_a_silent_hangup(tmp_path):
@@ -75,7 +62,6 @@ def test_no_answer_reoffer_also_redirects(tmp_path):
 
             d = ET.fromstring(body).find("Dial")
             assert d is not None
-            first = d.find("Client").text
             _, body = await h.post(d.get("action"), call_form(SID_NOANSWER, DialCallStatus="no-answer"))
             await h.adapter.settled()
 
@@ -122,7 +108,6 @@ def test_max_wait_reached_while_ringing_is_not_a_silent_hangup(tmp_path):
             assert len(ET.fromstring(body)) > 0, "empty TwiML: Twilio hangs up before the /resume redirect lands"
     asyncio.run(go())
 
-from twilio_harness import TwilioHarness, call_form
 SID_RACE = "CA" + "3" * 32
 calls = []
 def slow_find(args):

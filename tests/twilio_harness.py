@@ -88,3 +88,10 @@ def call_form(sid: str, **kw: str) -> dict[str, str]:
 async def settle(h: TwilioHarness) -> None:
     await asyncio.sleep(0)
     await h.adapter.settled()
+
+
+def twilio_roster(tmp: Path) -> Path:
+    """The sample roster with every softphone a Twilio Voice SDK client (``client:<agent id>``)."""
+    from ivr.twilio.demo import write_client_roster
+
+    return write_client_roster(ROOT / "agents.yaml", tmp / "agents.yaml")

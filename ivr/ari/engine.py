@@ -27,15 +27,14 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Callable
 
 from agents.roster import AgentSpec
 from agents.state import Status
 from ivr import commands as C
-from ivr.clock import Clock, TimerHandle
-from ivr.errors import IvrError
+from ivr.clock import Clock
 from ivr.interpreter import Interpreter
+from ivr.routing_link import RoutingAdapter
 from ivr.tree import CallTree
 
 from .call import CallSession
@@ -75,7 +74,7 @@ class _Watched:
     channels: set[str]
 
 
-class AriEngine:
+class AriEngine(RoutingAdapter):
     def __init__(self, client: AriClient, routes: dict[str, TreeRoute], default_route: TreeRoute, *,
                  clock: Clock, routing: Any = None, agents: dict[str, AgentSpec] | None = None,
                  app: str = "ivr-engine", fallback: tuple[str, str, int] = ("ivr-fallback", "s", 1),
@@ -110,15 +109,10 @@ class AriEngine:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._tick: tuple[datetime, TimerHandle] | None = None
+        self._init_routing_link()
         self._leg_seq = 0
-        self.peers: list[Any] = []  # other adapters sharing the router (Twilio): they hear our decisions too
         self.bridge_moh: bool | None = None  # does this Asterisk play MOH into bridges? learnt on first use
         self._stopping = False
-
-    @property
-    def router(self) -> Any:
-        return self.routing.router if self.routing is not None else None
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -254,33 +248,8 @@ class AriEngine:
 
     # ------------------------------------------------------------------ routing
 
-    async def route(self, method: str, *args: Any, **kw: Any) -> list[Any] | None:
-        """One routing step through the service; its decisions reach every call they concern.
-
-        Returns None when routing refused or failed (logged with its error id): the caller's session then
-        takes the tree's fallback rather than waiting on a queue that will never serve it.
-        """
-        if self.routing is None:
-            return None
-        try:
-            decisions = await getattr(self.routing, method)(*args, **kw)
-        except Exception as exc:
-            # Timers that fell due before the refusal were committed: their decisions must still be carried
-            # out (a caller's max wait, a ring-out), or someone is left waiting on a decision nobody acts on.
-            self._routed(getattr(exc, "due", []))
-            if isinstance(exc, IvrError):
-                log.info("routing %s refused: %s", method, exc.error_id)
-            else:
-                log.error("routing %s failed: %s", method, type(exc).__name__)
-            return None
-        self._routed(decisions)
-        return decisions
-
     def on_decisions(self, decisions: list[Any]) -> None:
-        """Decisions made by another adapter's routing step (Twilio): act on the ones about our calls."""
-        self._routed(decisions, forward=False)
-
-    def _routed(self, decisions: list[Any], *, forward: bool = True) -> None:
+        """Decisions about our calls, from our own routing steps or another adapter's (Twilio)."""
         from routing.model import AgentChanged, CallLeft, CallQueued, Offer, Overflowed, QueueFailed
 
         by_call: dict[str, list[Any]] = {}
@@ -297,28 +266,6 @@ class AriEngine:
                 self._spawn(self._callback_sync(call_id))
         if self.offline and any(isinstance(d, AgentChanged) and d.state.agent_id in self.offline for d in decisions):
             self._spawn(self._apply_presence())
-        if forward:
-            for p in self.peers:
-                p.on_decisions(decisions)
-        self._schedule_tick()
-
-    def _schedule_tick(self) -> None:
-        router = self.router
-        if router is None:
-            return
-        wake = router.next_wakeup()
-        if wake is None:
-            return
-        if self._tick is not None:
-            if self._tick[0] <= wake:
-                return
-            self._tick[1].cancel()
-        delay = (wake - self.clock.now()).total_seconds()
-        self._tick = (wake, self.clock.call_later(delay, self._fire_tick))
-
-    def _fire_tick(self) -> None:
-        self._tick = None
-        self._spawn(self.route("tick"))
 
     async def request_callback(self, call_id: str, cmd: C.RequestCallback) -> None:
         """A caller asked to be called back: the promise waits in the queue like a call, keeping their place."""
@@ -523,8 +470,7 @@ class AriEngine:
         pending = [t for t in self.tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
-        if self._tick is not None:
-            self._tick[1].cancel()
+        self._cancel_tick()
         await self.client.close()
 
     def status(self) -> dict[str, Any]:

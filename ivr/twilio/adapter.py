@@ -36,6 +36,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from ivr import commands as C
 from ivr import events as E
 from ivr.interpreter import CallState
+from ivr.routing_link import RoutingAdapter
 from ivr.timing import item_seconds
 
 from .twiml import add_items, say_language
@@ -76,7 +77,7 @@ class TwilioCall:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one webhook at a time per call (retries wait)
 
 
-class TwilioAdapter:
+class TwilioAdapter(RoutingAdapter):
     def __init__(self, routes: dict[str, Any], default_route: Any, *, clock: Any, routing: Any = None,
                  rest: Any = None, fallback_number: str | None = None, media_base: str = "",
                  hooks: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
@@ -96,14 +97,9 @@ class TwilioAdapter:
         self.agents = {a.id: a for a in (routing.roster if routing is not None else [])}
         self.queues = routing.queues if routing is not None else {}
         self.calls: dict[str, TwilioCall] = {}
-        self.peers: list[Any] = []
         self.tasks: set[asyncio.Task[Any]] = set()
-        self._tick: tuple[datetime, Any] | None = None
+        self._init_routing_link()
         self.calls_handled = 0
-
-    @property
-    def router(self) -> Any:
-        return self.routing.router if self.routing is not None else None
 
     # ------------------------------------------------------------------ idempotency
 
@@ -473,25 +469,6 @@ class TwilioAdapter:
 
     # ------------------------------------------------------------------ routing
 
-    async def route(self, method: str, *args: Any, **kw: Any) -> list[Any] | None:
-        if self.routing is None:
-            return None
-        try:
-            decisions = await getattr(self.routing, method)(*args, **kw)
-        except Exception as exc:
-            self._routed(getattr(exc, "due", []))
-            log.info("routing %s refused: %s", method, getattr(exc, "error_id", type(exc).__name__))
-            return None
-        self._routed(decisions)
-        return decisions
-
-    def _routed(self, decisions: list[Any], *, forward: bool = True) -> None:
-        self.on_decisions(decisions)
-        if forward:
-            for p in self.peers:
-                p.on_decisions(decisions)
-        self._schedule_tick()
-
     def on_decisions(self, decisions: list[Any]) -> None:
         """Decisions about Twilio calls (whoever's routing step made them): redirect waiting callers to an agent,
         send the tree's fallback to callers the queue gave up on."""
@@ -522,21 +499,6 @@ class TwilioAdapter:
         except Exception as exc:
             call.redirecting = False
             log.warning("call %s: Twilio refused the redirect (%s)", call.sid, type(exc).__name__)
-
-    def _schedule_tick(self) -> None:
-        router = self.router
-        wake = router.next_wakeup() if router is not None else None
-        if wake is None:
-            return
-        if self._tick is not None:
-            if self._tick[0] <= wake:
-                return
-            self._tick[1].cancel()
-        self._tick = (wake, self.clock.call_later((wake - self.clock.now()).total_seconds(), self._fire_tick))
-
-    def _fire_tick(self) -> None:
-        self._tick = None
-        self._spawn(self.route("tick"))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)

@@ -30,17 +30,22 @@ from .rest import TwilioRest
 from .sim import FakeTwilioRest, SimTwilio, format_transcript
 
 
+def write_client_roster(agents: Path, out: Path) -> Path:
+    """The roster with every agent on a Twilio Voice SDK client named after them (``client:<id>``)."""
+    roster = yaml.safe_load(agents.read_text(encoding="utf-8"))
+    for a in roster["agents"]:
+        a["endpoint"] = f"client:{a['id']}"
+    out.write_text(yaml.safe_dump(roster), encoding="utf-8")
+    return out
+
+
 async def run_demo(tree: Path, agents: Path, queues: Path, *, keys: str, agent: list[str],
                    ready: tuple[str, ...], at: datetime | None = None) -> dict[str, Any]:
     from routing.service import RoutingService
 
     account, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
     with tempfile.TemporaryDirectory() as tmp:
-        roster = yaml.safe_load(agents.read_text(encoding="utf-8"))
-        for a in roster["agents"]:
-            a["endpoint"] = f"client:{a['id']}"
-        demo_agents = Path(tmp) / "agents.yaml"
-        demo_agents.write_text(yaml.safe_dump(roster), encoding="utf-8")
+        demo_agents = write_client_roster(agents, Path(tmp) / "agents.yaml")
         clock = ShiftedClock(at) if at is not None else WallClock()
         routing = await RoutingService.open(demo_agents, queues, url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
                                             clock=clock.now)

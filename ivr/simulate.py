@@ -26,7 +26,7 @@ from typing import Any, Callable
 from ivr import commands as C
 from ivr import events as E
 from ivr.interpreter import MASK, CallState, Interpreter, mask_number
-from ivr.timing import item_seconds
+from ivr.timing import PromptDurations
 from ivr.tree import CallTree
 
 KEY_GAP = 0.4  # seconds between keys in one token
@@ -114,8 +114,7 @@ class CallSimulator:
     def __init__(self, tree: CallTree) -> None:
         self.tree = tree
         self.interp = Interpreter(tree)
-        self.wpm = tree.spec.lints.speech_rate_wpm
-        self._durations: dict[int, tuple[Any, float]] = {}
+        self._seconds = PromptDurations(tree.spec.lints.speech_rate_wpm)
 
     def run(
         self,
@@ -334,30 +333,6 @@ class CallSimulator:
         return SimResult(state, lines, round(now, 2))
 
     # ------------------------------------------------------------------ helpers
-
-    def _seconds(self, items: tuple[Any, ...]) -> float:
-        """How long a prompt plays. Items without variables are shared objects: remember their length."""
-        hit = self._durations.get(id(items))
-        if hit is not None and hit[0] is items:  # a whole prompt the interpreter caches: one lookup
-            return hit[1]
-        total = self._item_seconds(items)
-        if len(self._durations) < 50_000:
-            self._durations[id(items)] = (items, total)
-        return total
-
-    def _item_seconds(self, items: tuple[Any, ...]) -> float:
-        total = 0.0
-        cache = self._durations
-        for item in items:
-            hit = cache.get(id(item))
-            if hit is not None and hit[0] is item:  # the same object, not a recycled id
-                total += hit[1]
-                continue
-            d = item_seconds(item, self.wpm)
-            if len(cache) < 50_000:
-                cache[id(item)] = (item, d)
-            total += d
-        return total
 
     def _context(self, state: CallState, cmd: C.PlayPrompt) -> str:
         node = self.tree.spec.nodes.get(state.node)

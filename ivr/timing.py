@@ -61,3 +61,37 @@ def item_seconds(item: Any, wpm: float) -> float:
     if isinstance(item, PauseItem):
         return item.seconds
     return 0.0
+
+
+class PromptDurations:
+    """Seconds a rendered prompt (a tuple of command items) plays, memoized by object identity.
+
+    Why: simulated calls ask this on every prompt, and the interpreter reuses the same item
+    objects for prompts without variables, so one dictionary lookup usually answers. The cached
+    object is kept beside its duration, so a recycled ``id`` never returns a stale length.
+    """
+
+    LIMIT = 50_000  # entries; past it new prompts are measured but not remembered
+
+    def __init__(self, wpm: float) -> None:
+        self.wpm = wpm
+        self._cache: dict[int, tuple[Any, float]] = {}
+
+    def __call__(self, items: tuple[Any, ...]) -> float:
+        hit = self._cache.get(id(items))
+        if hit is not None and hit[0] is items:  # a whole prompt the interpreter caches: one lookup
+            return hit[1]
+        total = 0.0
+        cache = self._cache
+        for item in items:
+            got = cache.get(id(item))
+            if got is not None and got[0] is item:
+                total += got[1]
+                continue
+            d = item_seconds(item, self.wpm)
+            if len(cache) < self.LIMIT:
+                cache[id(item)] = (item, d)
+            total += d
+        if len(cache) < self.LIMIT:
+            cache[id(items)] = (items, total)
+        return total

@@ -2,7 +2,7 @@
 
 from benchmarks.bench_calls import JOURNEYS, main, record_events
 from ivr.tree import load_tree
-from tests.conftest import ROOT
+from conftest import ROOT
 
 
 def test_call_benchmark_runs_and_every_journey_ends(capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 CLINIC = str(ROOT / "calltrees" / "clinic-main.yaml")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from routing.service import RoutingService
-from tests.conftest import ROOT
+from conftest import ROOT
 
 
 def ivr(db: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -40,8 +40,8 @@ from agents.endpoints import (
 )
 from agents.roster import AgentSpec, Roster, load_roster
 from ivr.cli_dialplan import app
-from tests.conftest import ROOT
-from tests.standin.apidocs import shared_dir
+from conftest import ROOT
+from standin.apidocs import shared_dir
 
 DIALPLANS = ROOT / "dialplans"
 # The files Asterisk loads by name; pjsip_agents.conf is read through pjsip.conf's #include.

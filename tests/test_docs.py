@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ivr.flowtest import run_file
 from ivr.tree import check_tree
-from tests.conftest import ROOT
+from conftest import ROOT
 
 
 def _example_blocks() -> list[str]:

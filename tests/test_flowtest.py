@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ivr.flowtest import run_file
-from tests.conftest import ROOT
+from conftest import ROOT
 
 CLINIC = ROOT / "calltrees" / "clinic-main.yaml"
 

@@ -9,7 +9,7 @@ import pytest
 from ivr import commands as C
 from ivr import events as E
 from ivr.interpreter import Interpreter
-from tests.conftest import NY, build_tree
+from conftest import NY, build_tree
 
 BASE = """
 name: Test line

@@ -35,7 +35,7 @@ from ivr.prompts import (
 )
 from ivr.simulate import CallSimulator, HookTimeout, SimOptions
 from ivr.tree import CallTree, load_tree
-from tests.conftest import NY, ROOT, build_tree
+from conftest import NY, ROOT, build_tree
 
 CLINIC_FILE = ROOT / "calltrees" / "clinic-main.yaml"
 PHARMACY_FILE = ROOT / "calltrees" / "pharmacy.yaml"

@@ -19,7 +19,7 @@ from agents.state import ALLOWED, IllegalTransition, Status, UnknownAgent
 from routing.model import Offer
 from routing.router import UnknownCall
 from routing.service import RoutingService
-from tests.conftest import ROOT
+from conftest import ROOT
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ import pytest
 
 from ivr.simulate import CallSimulator, HookTimeout, SimOptions, describe_outcome
 from ivr.tree import load_tree
-from tests.conftest import NY, ROOT
+from conftest import NY, ROOT
 
 MONDAY = datetime(2026, 11, 23, 9, 30, tzinfo=NY)
 

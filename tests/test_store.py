@@ -481,7 +481,7 @@ CHILD = """
 import asyncio, os, sys
 sys.path.insert(0, os.environ["IVR_ROOT"])
 from routing.store import Store
-from tests.test_store import world
+from test_store import world
 
 async def main():
     store = await Store.open(os.environ["IVR_TEST_CHILD_URL"])

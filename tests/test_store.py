@@ -479,7 +479,7 @@ def test_restart_gives_back_what_was_written(store_url: str):
 
 CHILD = """
 import asyncio, os, sys
-sys.path.insert(0, os.environ["IVR_ROOT"])
+sys.path[:0] = [os.environ["IVR_ROOT"], os.path.join(os.environ["IVR_ROOT"], "tests")]
 from routing.store import Store
 from test_store import world
 

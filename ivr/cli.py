@@ -382,10 +382,12 @@ app.add_typer(demo_app, name="demo")
 
 def _add_ops_commands() -> None:
     from ivr.cli_report import report
+    from ivr.cli_simday import simulate_day
     from ivr.cli_staff import staff
 
     app.command("report")(report)
     app.command("staff")(staff)
+    app.command("simulate-day")(simulate_day)
 
 
 _add_ops_commands()

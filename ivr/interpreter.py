@@ -155,17 +155,37 @@ class _Step:
         return _tuple_new(CallState, self.v), self.cmds
 
 
+class _UntracedStep(_Step):
+    """A step that keeps no trace: for runs nobody reads traces of (the day simulator's tens of thousands
+    of calls). Decisions, commands and outcomes are exactly those of a traced step."""
+
+    __slots__ = ()
+
+    def log(self, node: str, kind: str, /, **detail: Any) -> None:
+        pass
+
+
 class Interpreter:
     """Runs calls through one loaded :class:`CallTree`."""
 
-    def __init__(self, tree: CallTree) -> None:
+    def __init__(self, tree: CallTree, *, trace: bool = True) -> None:
+        """``trace=False`` leaves ``CallState.trace`` empty (cheaper); everything else is the same."""
         self.tree = tree
+        self._step_class = _Step if trace else _UntracedStep
         self.spec = tree.spec
         self.nodes = tree.spec.nodes
         self._parts: dict[str, list[Any]] = {}  # say/play nodes as prompt parts, built once
         self._item_cache: dict[tuple[int, str], Any] = {}  # (id(part), language) -> prompt item without variables
         self._prompt_cache: dict[tuple[int, str], tuple[Any, ...]] = {}  # (id(tree's parts list), language) -> items
         self._collect: dict[str, C.Collect] = {}  # node id -> what to listen for (the same on every visit)
+        self._enter_by_type: dict[type, Any] = {
+            SayNode: self._enter_speech, PlayNode: self._enter_speech, MenuNode: self._menu_start,
+            InputNode: self._input_start, BranchNode: self._enter_branch, SetNode: self._enter_set,
+            GotoNode: lambda st, nid, node: node.target, HangupNode: self._enter_hangup,
+            QueueNode: self._queue_start, TransferNode: self._enter_transfer, RecordNode: self._enter_record,
+            CallbackNode: self._callback, SmsNode: self._enter_sms, SurveyNode: self._enter_survey,
+            LookupNode: self._enter_lookup,
+        }
         # One lookup per event instead of a chain of isinstance() checks (events are final classes).
         self._handlers: dict[type, Any] = {
             E.Digit: lambda st, ev: self._on_digit(st, ev.digit),
@@ -194,7 +214,7 @@ class Interpreter:
             sensitive=frozenset({"caller"}),
             now=event.at,
         )
-        st = _Step(self.tree, state, event.at)
+        st = self._step_class(self.tree, state, event.at)
         st.log("", "start", caller=mask_number(event.caller), language=lang, tree=self.tree.label)
         st.cmds.append(C.Answer())
         self._goto(st, self.spec.start)
@@ -209,7 +229,7 @@ class Interpreter:
             if isinstance(event, E.CallStarted):
                 raise InterpreterError("CallStarted goes to Interpreter.start(), not step()")
             raise InterpreterError(f"unknown event {type(event).__name__}")
-        st = _Step(self.tree, state, event.at)
+        st = self._step_class(self.tree, state, event.at)
         handler(st, event)
         return st.finish()
 
@@ -248,85 +268,91 @@ class Interpreter:
         self._end(st, "error", target, reason="loop")
 
     def _enter(self, st: _Step, nid: str, node: Any) -> str | None:
-        """Start a node. Returns the next node for nodes that finish at once, else None (waiting)."""
-        if isinstance(node, (SayNode, PlayNode)):
-            parts = self._parts.get(nid)
-            if parts is None:
-                parts = self._parts[nid] = (
-                    [SayPart(text=node.text)] if isinstance(node, SayNode) else [PlayPart(audio=node.audio, duration=node.duration)]
-                )
-            if nid == self.spec.emergency_notice:
-                # The emergency notice is never skipped or interrupted, whatever the node says. Keys typed
-                # before it stay buffered and take effect at the next menu, after the notice has played.
-                self._play(st, nid, parts, barge_in=False, stable=True)
-                return None
-            if node.barge_in and st.v[_F_digits]:
-                st.log(nid, "skipped", reason="barge-in")
-                return node.next
-            self._play(st, nid, parts, barge_in=node.barge_in, stable=True)
+        """Start a node. Returns the next node for nodes that finish at once, else None (waiting).
+
+        Dispatch is one dictionary lookup by node class (node classes are final): entering nodes is the
+        interpreter's most frequent work, and a chain of isinstance checks cost more than the node itself.
+        """
+        enter = self._enter_by_type.get(type(node))
+        if enter is None:
+            raise InterpreterError(f"node {nid!r} has unsupported type {node.type!r}")  # pragma: no cover
+        return enter(st, nid, node)
+
+    def _enter_speech(self, st: _Step, nid: str, node: SayNode | PlayNode) -> str | None:
+        parts = self._parts.get(nid)
+        if parts is None:
+            parts = self._parts[nid] = (
+                [SayPart(text=node.text)] if isinstance(node, SayNode) else [PlayPart(audio=node.audio, duration=node.duration)]
+            )
+        if nid == self.spec.emergency_notice:
+            # The emergency notice is never skipped or interrupted, whatever the node says. Keys typed
+            # before it stay buffered and take effect at the next menu, after the notice has played.
+            self._play(st, nid, parts, barge_in=False, stable=True)
             return None
-        if isinstance(node, MenuNode):
-            return self._menu_start(st, nid, node)
-        if isinstance(node, InputNode):
-            return self._input_start(st, nid, node)
-        if isinstance(node, BranchNode):
-            for i, case in enumerate(node.cases):
-                if evaluate(case.when, self.tree, st.v[_F_vars], st.v[_F_language], st.s.caller, st.at):
-                    st.log(nid, "branch", case=i, next=case.next)
-                    return case.next
-            st.log(nid, "branch", case="default", next=node.default)
-            return node.default
-        if isinstance(node, SetNode):
-            self._set_vars(st, nid, node.vars)
+        if node.barge_in and st.v[_F_digits]:
+            st.log(nid, "skipped", reason="barge-in")
             return node.next
-        if isinstance(node, GotoNode):
-            return node.target
-        if isinstance(node, HangupNode):
-            if node.prompt:
-                self._play(st, nid, node.prompt, barge_in=False)
-                st.v[_F_phase] = "ending"
-                return None
-            self._hangup_node(st, nid, node.outcome)
+        self._play(st, nid, parts, barge_in=node.barge_in, stable=True)
+        return None
+
+    def _enter_branch(self, st: _Step, nid: str, node: BranchNode) -> str | None:
+        for i, case in enumerate(node.cases):
+            if evaluate(case.when, self.tree, st.v[_F_vars], st.v[_F_language], st.s.caller, st.at):
+                st.log(nid, "branch", case=i, next=case.next)
+                return case.next
+        st.log(nid, "branch", case="default", next=node.default)
+        return node.default
+
+    def _enter_set(self, st: _Step, nid: str, node: SetNode) -> str | None:
+        self._set_vars(st, nid, node.vars)
+        return node.next
+
+    def _enter_hangup(self, st: _Step, nid: str, node: HangupNode) -> str | None:
+        if node.prompt:
+            self._play(st, nid, node.prompt, barge_in=False)
+            st.v[_F_phase] = "ending"
             return None
-        if isinstance(node, QueueNode):
-            return self._queue_start(st, nid, node)
-        if isinstance(node, TransferNode):
-            st.log(nid, "transfer", to=node.label or node.to)
-            st.cmds.append(C.Transfer(to=node.to, label=node.label, timeout=node.timeout))
-            st.v[_F_phase] = "transfer"
+        self._hangup_node(st, nid, node.outcome)
+        return None
+
+    def _enter_transfer(self, st: _Step, nid: str, node: TransferNode) -> str | None:
+        st.log(nid, "transfer", to=node.label or node.to)
+        st.cmds.append(C.Transfer(to=node.to, label=node.label, timeout=node.timeout))
+        st.v[_F_phase] = "transfer"
+        return None
+
+    def _enter_record(self, st: _Step, nid: str, node: RecordNode) -> str | None:
+        if node.prompt:
+            self._play(st, nid, node.prompt, barge_in=False)
             return None
-        if isinstance(node, RecordNode):
-            if node.prompt:
-                self._play(st, nid, node.prompt, barge_in=False)
-                return None
-            self._record_start(st, nid, node)
-            return None
-        if isinstance(node, CallbackNode):
-            return self._callback(st, nid, node)
-        if isinstance(node, SmsNode):
-            to = st.s.caller if node.to == "caller" else st.v[_F_vars].get(node.to)
-            if to:
-                template = self.tree.pick(node.text, st.v[_F_language])
-                text = self._render(template, st.v[_F_vars])
-                shown = self._masked(template, st.v[_F_vars], st.v[_F_sensitive])
-                st.cmds.append(C.SendSms(to=str(to), text=text, language=st.v[_F_language], shown=shown))
-                st.log(nid, "sms", to=mask_number(str(to)), chars=len(text))
-            else:
-                st.log(nid, "sms", skipped="no number")
-            return node.next
-        if isinstance(node, SurveyNode):
-            self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
-            return None
-        if isinstance(node, LookupNode):
-            rid = st.v[_F_request_id] + 1
-            vars_ = st.v[_F_vars]
-            args = {k: self._render(v, vars_) for k, v in node.args.items()}
-            st.v[_F_request_id] = rid
-            st.v[_F_phase] = "lookup"
-            st.cmds.append(C.CallHook(request_id=rid, hook=node.hook, args=args, timeout=node.timeout))
-            st.log(nid, "hook", hook=node.hook, request_id=rid)
-            return None
-        raise InterpreterError(f"node {nid!r} has unsupported type {node.type!r}")  # pragma: no cover
+        self._record_start(st, nid, node)
+        return None
+
+    def _enter_sms(self, st: _Step, nid: str, node: SmsNode) -> str | None:
+        to = st.s.caller if node.to == "caller" else st.v[_F_vars].get(node.to)
+        if to:
+            template = self.tree.pick(node.text, st.v[_F_language])
+            text = self._render(template, st.v[_F_vars])
+            shown = self._masked(template, st.v[_F_vars], st.v[_F_sensitive])
+            st.cmds.append(C.SendSms(to=str(to), text=text, language=st.v[_F_language], shown=shown))
+            st.log(nid, "sms", to=mask_number(str(to)), chars=len(text))
+        else:
+            st.log(nid, "sms", skipped="no number")
+        return node.next
+
+    def _enter_survey(self, st: _Step, nid: str, node: SurveyNode) -> str | None:
+        self._play(st, nid, node.prompt, barge_in=True, collect=self._collect_for(nid, node), stable=True)
+        return None
+
+    def _enter_lookup(self, st: _Step, nid: str, node: LookupNode) -> str | None:
+        rid = st.v[_F_request_id] + 1
+        vars_ = st.v[_F_vars]
+        args = {k: self._render(v, vars_) for k, v in node.args.items()}
+        st.v[_F_request_id] = rid
+        st.v[_F_phase] = "lookup"
+        st.cmds.append(C.CallHook(request_id=rid, hook=node.hook, args=args, timeout=node.timeout))
+        st.log(nid, "hook", hook=node.hook, request_id=rid)
+        return None
 
     # ------------------------------------------------------------------ prompts
 

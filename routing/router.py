@@ -86,6 +86,9 @@ class Router:
         # its own skills, across all queues, instead of at every waiting call.
         self._req: dict[str, tuple[float, tuple[Any, ...]]] = {}
         self._by_skill: dict[str, list[tuple[int, float, int, str]]] = {}
+        # Who is logged in changes rarely: `_anyone_could_serve` answers are kept until it does.
+        self._staff_version = 0
+        self._servable: dict[tuple[Any, ...], tuple[int, bool]] = {}
 
     # ================================================================== agents
 
@@ -162,6 +165,8 @@ class Router:
     def _set_agent(self, new: AgentState, old: AgentState, cause: str) -> AgentChanged:
         """Store the state and keep the ready index in step with it."""
         self.agents[new.agent_id] = new
+        if (old.status is Status.LOGGED_OUT) is not (new.status is Status.LOGGED_OUT):
+            self._staff_version += 1
         if old.status is Status.READY:
             self._index_remove(old)
         if new.status is Status.READY:
@@ -336,7 +341,34 @@ class Router:
 
     def next_wakeup(self) -> datetime | None:
         """When ``tick`` next has something to do (adapters schedule a timer for it)."""
-        return datetime.fromtimestamp(self._timers[0][0], tz=self._tz) if self._timers else None
+        ts = self.next_wakeup_ts()
+        return datetime.fromtimestamp(ts, tz=self._tz) if ts is not None else None
+
+    def next_wakeup_ts(self) -> float | None:
+        """``next_wakeup`` as a POSIX timestamp, without building a datetime (the day simulator asks after
+        every decision). ``tick(datetime.fromtimestamp(ts, timezone.utc))`` fires exactly that timer.
+
+        Timers that would do nothing (the ring timeout of an offer already answered, the wrap-up end of
+        an agent who paused, the step change of a call that left) are dropped first: timers are never
+        cancelled when their reason goes away, and a wake-up for nothing costs an adapter a whole tick.
+        """
+        timers = self._timers
+        while timers and self._stale(timers[0][2], timers[0][3], timers[0][4]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def _stale(self, kind: str, key: str, token: Any) -> bool:
+        """Would firing this timer change nothing? (Mirrors the guards at the top of :meth:`_fire`.)"""
+        if kind == "ring":
+            res = self.reservations.get(key)
+            return res is None or res.offered_at != token
+        if kind == "wrap":
+            agent = self.agents.get(key)
+            return agent is None or agent.status is not Status.WRAP_UP or agent.since != token
+        call = self.calls.get(key)
+        if call is None:
+            return True
+        return kind in ("max_wait", "overflow") and call.queue != token
 
     _tz = None  # set from the first datetime seen
 
@@ -469,11 +501,21 @@ class Router:
         return language is None or language in spec.languages
 
     def _anyone_could_serve(self, call: WaitingCall) -> bool:
-        """Is any logged-in agent eligible at the queue's most relaxed step? (Otherwise: no_agents.)"""
+        """Is any logged-in agent eligible at the queue's most relaxed step? (Otherwise: no_agents.)
+
+        Remembered per (queue, the call's skills, language) until someone logs in or out: every enqueue
+        asks, and a large centre would otherwise scan its whole roster for each call.
+        """
+        key = (call.queue, call.skills, call.language)
+        hit = self._servable.get(key)
+        if hit is not None and hit[0] == self._staff_version:
+            return hit[1]
         far = call.since + timedelta(days=3650)
         (skills, language, _, _), _, _ = self._compute_requirements(call, far)
-        return any(st.status is not Status.LOGGED_OUT and self._eligible(aid, skills, language)
-                   for aid, st in self.agents.items())
+        ok = any(st.status is not Status.LOGGED_OUT and self._eligible(aid, skills, language)
+                 for aid, st in self.agents.items())
+        self._servable[key] = (self._staff_version, ok)
+        return ok
 
     def _fail_unservable(self, now: datetime) -> list[Decision]:
         out: list[Decision] = []
@@ -694,6 +736,7 @@ class Router:
                 continue
             old = self.agents[aid]
             self.agents[aid] = st
+            self._staff_version += 1
             if old.status is Status.READY:
                 self._index_remove(old)
             if st.status is Status.READY:

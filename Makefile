@@ -11,3 +11,4 @@ bench: install
 	python3 -m benchmarks.bench_routing
 	python3 -m benchmarks.bench_asterisk
 	python3 -m benchmarks.bench_twilio
+	python3 -m benchmarks.bench_daysim

@@ -36,3 +36,13 @@ def test_twilio_benchmark_runs_every_call_to_its_end(capsys):
     res = twilio_main(["--calls", "5"])
     assert res["records"] == 5 and res["errors"] == 0 and res["webhooks"] >= 5 * 5
     assert res["p99_ms"] >= res["p50_ms"] > 0 and "engine webhook handling" in capsys.readouterr().out
+
+
+def test_day_simulator_benchmark_runs_both_measurements(capsys):
+    from benchmarks.bench_daysim import main as daysim_main
+
+    res = daysim_main(["--quick", "--runs", "1"])
+    assert res["calls"] > 500 and res["day_seconds"] >= res["simulate_seconds"] > 0
+    assert all(res[f"{n}_calls_per_s"] > 0 for n in ("day_simulator", "simpy", "ciw"))
+    out = capsys.readouterr().out
+    assert "x SimPy" in out and "target < 10 s" in out

@@ -443,7 +443,7 @@ class _Day:
         self.calls.pop(call.id, None)
         st = call.state
         outcome = st.outcome.kind if st.outcome is not None else "hangup"
-        self.records.append(CallRecord(call.id, self.tree_name, "sim", st.started_at, self.at(t), outcome, st.node,
+        self.records.append(CallRecord(call.id, self.tree_name, "simulator", st.started_at, self.at(t), outcome, st.node,
                                        call.ended_by, queue=call.queue, agent_id=call.agent_id,
                                        queued_at=call.queued_at, answered_at=call.answered_at,
                                        agent_ended_at=call.agent_ended_at))

@@ -61,4 +61,4 @@ class Roster(BaseModel):
 
 def load_roster(path: str | Path) -> Roster:
     """Read ``agents.yaml``; raises ConfigInvalid with file/line/path for every problem."""
-    return load_config(path, Roster)
+    return load_config(path, Roster, docs="routing/README.md")

@@ -30,7 +30,7 @@ class ConfigInvalid(IvrError):
         self.diagnostics = diagnostics
 
 
-def check_config(path: str | Path, model: type[M]) -> tuple[M | None, DiagnosticSink]:
+def check_config(path: str | Path, model: type[M], *, docs: str = "the file's README") -> tuple[M | None, DiagnosticSink]:
     """Parse ``path`` into ``model``; returns the model (None on errors) and the sink with every finding."""
     p = Path(path)
     sink = DiagnosticSink(str(p))
@@ -47,13 +47,13 @@ def check_config(path: str | Path, model: type[M]) -> tuple[M | None, Diagnostic
     try:
         return model.model_validate(loaded.data), sink
     except ValidationError as exc:
-        _pydantic_diagnostics(exc, loaded.data, sink)
+        _pydantic_diagnostics(exc, loaded.data, sink, model=model, docs=docs)
         return None, sink
 
 
-def load_config(path: str | Path, model: type[M]) -> M:
+def load_config(path: str | Path, model: type[M], *, docs: str = "the file's README") -> M:
     """Like :func:`check_config`, raising :class:`ConfigInvalid` when anything is wrong."""
-    obj, sink = check_config(path, model)
+    obj, sink = check_config(path, model, docs=docs)
     if obj is None or any(d.blocking for d in sink.items):
         raise ConfigInvalid(str(path), [d for d in sink.items if d.blocking])
     return obj

@@ -130,7 +130,7 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Engin
     """Read the file (or take the defaults), then apply the environment. Raises ConfigInvalid with file/line."""
     env = os.environ if env is None else env
     if path is not None:
-        cfg = load_config(path, EngineConfig)
+        cfg = load_config(path, EngineConfig, docs="ivr-engine.example.yaml")
         cfg = cfg.model_copy(update={"base_dir": Path(path).resolve().parent})
     else:
         cfg = EngineConfig()

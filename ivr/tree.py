@@ -129,6 +129,46 @@ def _fields_for(parent: Any, bad: str) -> set[str]:
     return set().union(*fitting) if fitting else set()
 
 
+def _model_fields_at(model: Any, loc: tuple[Any, ...]) -> set[str] | None:
+    """The field names of the pydantic model reached by following ``loc`` (field names, and the list index
+    or dict key after a container field) from ``model``; None when the path does not lead to exactly one
+    model (a union of models, a plain value)."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    def unwrap(ann: Any) -> tuple[Any, bool]:
+        """(the single model in ``ann`` or None, whether it sits inside a list/dict)."""
+        origin = typing.get_origin(ann)
+        if origin is typing.Annotated:
+            return unwrap(typing.get_args(ann)[0])
+        if origin in (typing.Union, types.UnionType):
+            found = [unwrap(a) for a in typing.get_args(ann) if a is not type(None)]
+            return found[0] if len(found) == 1 else (None, False)
+        if origin in (list, dict, tuple, set, frozenset):
+            inner = [unwrap(a) for a in typing.get_args(ann)[-1:]]
+            return (inner[0][0], True) if inner and inner[0][0] is not None else (None, False)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann, False
+        return None, False
+
+    cur, in_container = model, False
+    for part in loc:
+        if in_container:  # the index or key into the container: the model stays the same
+            in_container = False
+            continue
+        fields = {f.alias or n: f for n, f in cur.model_fields.items()}
+        if not isinstance(part, str) or part not in fields:
+            return None
+        cur, in_container = unwrap(fields[part].annotation)
+        if cur is None:
+            return None
+    if in_container:
+        return None
+    return {f.alias or n for n, f in cur.model_fields.items()}
+
+
 def _raw(data: Any, path: tuple[Any, ...]) -> Any:
     cur = data
     for part in path:
@@ -169,7 +209,11 @@ def _suggest(word: str, choices: Any) -> str | None:
     return match[0] if match else None
 
 
-def _pydantic_diagnostics(exc: ValidationError, data: Any, sink: DiagnosticSink) -> None:
+def _pydantic_diagnostics(exc: ValidationError, data: Any, sink: DiagnosticSink, *, model: Any = None,
+                          docs: str = "calltrees/README.md") -> None:
+    """Turn pydantic's errors into positioned diagnostics. ``model`` (the file's root model) lets an unknown
+    field be matched against the fields of the model actually at that place; ``docs`` is where the file's
+    format is documented (named in hints)."""
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         typ = err["type"]
@@ -179,14 +223,15 @@ def _pydantic_diagnostics(exc: ValidationError, data: Any, sink: DiagnosticSink)
         if typ == "missing":
             name = loc[-1]
             sink.error("E-MISSING-FIELD", f"required field '{name}' is missing", path,
-                       hint=f"add `{name}:` here (see calltrees/README.md for what it takes)")
+                       hint=f"add `{name}:` here (see {docs} for what it takes)")
         elif typ == "extra_forbidden":
             name = str(loc[-1])
             parent_path = path[:-1] if path and path[-1] == name else path
-            allowed = _fields_for(_raw(data, parent_path), name) - {name}
+            known = _model_fields_at(model, loc[:-1]) if model is not None else None
+            allowed = (known if known is not None else _fields_for(_raw(data, parent_path), name)) - {name}
             guess = _suggest(name, allowed)
             hint = f"did you mean '{guess}'?" if guess else (
-                f"this takes: {', '.join(sorted(allowed))}" if allowed else "remove it; see calltrees/README.md")
+                f"this takes: {', '.join(sorted(allowed))}" if allowed else f"remove it; see {docs}")
             sink.error("E-UNKNOWN-FIELD", f"unknown field '{name}'", parent_path + (name,), found=name, hint=hint)
         elif typ in ("union_tag_invalid",):
             tag = found.get("type") if isinstance(found, dict) else found

@@ -103,4 +103,4 @@ class QueuesFile(BaseModel):
 
 
 def load_queues(path: str | Path) -> dict[str, QueueSpec]:
-    return load_config(path, QueuesFile).queues
+    return load_config(path, QueuesFile, docs="routing/README.md").queues

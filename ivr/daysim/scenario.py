@@ -221,15 +221,16 @@ class Scenario(BaseModel):
             raise ValueError(f"mix names must be unique: {', '.join(dup)} appear more than once")
         return v
 
-    @model_validator(mode="after")
-    def _unique_agents(self) -> "Scenario":
+    @field_validator("agents")
+    @classmethod
+    def _unique_agents(cls, v: list[AgentGroup]) -> list[AgentGroup]:
         seen: set[str] = set()
-        for g in self.agents:
+        for g in v:
             for i in g.ids():
                 if i in seen:
                     raise ValueError(f"agent id {i!r} comes from two groups; give the groups different names")
                 seen.add(i)
-        return self
+        return v
 
     # ------------------------------------------------------------------ derived
 
@@ -258,7 +259,7 @@ class LoadedScenario(BaseModel):
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Read and check a scenario; raises ConfigInvalid (positioned) or ScenarioInvalid (missing files)."""
     p = Path(path)
-    spec = load_config(p, Scenario)
+    spec = load_config(p, Scenario, docs="scenarios/README.md")
     base = p.resolve().parent
     tree_path = (base / spec.tree).resolve()
     queues_path = (base / spec.queues).resolve()

@@ -623,3 +623,17 @@ def test_cli_unknown_format_exits_2(tiny: Path):
     scen = write(tiny, busy_tiny(), "cli-xml.yaml")
     r = cli("simulate-day", str(scen), "-n", "1", "--jobs", "1", "--no-progress", "--format", "xml")
     assert r.exit_code == 2 and "xml" in r.stderr
+
+
+def test_daylight_saving_days_say_what_happened_to_the_missing_or_doubled_hour(tmp_path: Path):
+    """2026-03-08 has no 02:00 in New York, 2026-11-01 has two 01:00s: the calls are skipped or spread, with a note."""
+    spring = model_of(tmp_path, clinic_scenario(date="2026-03-08", arrivals={"02:00": 60, "09:00": 10}), "spring.yaml")
+    assert any("02:00 does not exist" in n and "60 calls are not simulated" in n for n in spring.notes)
+    out = DaySimulator(spring).run(0)
+    assert all(local(r.started_at).hour >= 9 for r in out.records)
+    autumn = model_of(tmp_path, clinic_scenario(date="2026-11-01", arrivals={"01:00": 60}), "autumn.yaml")
+    assert any("01:00 lasts 2 h" in n for n in autumn.notes)
+    starts = [r.started_at for r in DaySimulator(autumn).run(0).records]
+    assert max(starts) - min(starts) > timedelta(minutes=75)  # spread over both 01:00 hours
+    summary = summarize_day(autumn, run_replications(autumn, 1))
+    assert any("lasts 2 h" in n for n in summary.notes)

@@ -92,6 +92,7 @@ class DayOutcome:
     arrivals: int
     unfinished: int  # calls still in progress when the day was stopped (DRAIN_HOURS after the end)
     callbacks_served: int
+    callbacks_unserved: int  # callbacks still waiting in the router when the day ended
     events: int  # heap events processed (for the benchmark)
 
 
@@ -138,10 +139,19 @@ class DayModel:
         tz = self.tree.tz
         self.base = day_start_utc(spec.date, tz)
         self.hours: list[tuple[float, float, float]] = []  # (start s, end s, calls per second)
+        self.notes: list[str] = []
         for hour, calls in spec.hour_rates():
             a = local_offset(spec.date, hour * 60, tz, self.base)
             b = local_offset(spec.date, hour * 60 + 60, tz, self.base) if hour < 23 else a + 3600
-            self.hours.append((a, b, calls / max(b - a, 1.0)))
+            if b - a < 1.0:
+                if calls:
+                    self.notes.append(f"{hour:02d}:00 does not exist on {spec.date} in {tz} (the clocks go forward): "
+                                      f"its {calls:g} calls are not simulated")
+                continue
+            if b - a > 3600 and calls:
+                self.notes.append(f"{hour:02d}:00 lasts {(b - a) / 3600:g} h on {spec.date} in {tz} (the clocks go "
+                                  f"back): its {calls:g} calls are spread over that time")
+            self.hours.append((a, b, calls / (b - a)))
         self.shifts: list[tuple[str, float, float, list[tuple[float, float, str]]]] = []
         for g in spec.agents:
             a, b = g.shift_minutes
@@ -272,7 +282,7 @@ class _Day:
             call.ended_by = "engine"
             self._finish(call, self.now)
         return DayOutcome(self.records, self.agent_events, self.call_events, self.arrivals, unfinished,
-                          self.callbacks_served, events)
+                          self.callbacks_served, len(self.callbacks), events)
 
     # ------------------------------------------------------------------ arrivals
 

@@ -36,6 +36,7 @@ class Replication:
     arrivals: int
     unfinished: int
     callbacks_served: int
+    callbacks_unserved: int
     events: int
 
 
@@ -60,7 +61,7 @@ def measure(model: DayModel, index: int, out: DayOutcome) -> Replication:
         elif r.outcome == "abandoned":
             abandoned.append((r.ended_at - r.queued_at).total_seconds())
     return Replication(index, report, wait_bins(answered), wait_bins(abandoned), out.arrivals, out.unfinished,
-                       out.callbacks_served, out.events)
+                       out.callbacks_served, out.callbacks_unserved, out.events)
 
 
 # A worker process builds the model once (from the scenario file) and keeps it for its replications.
@@ -102,16 +103,18 @@ def summarize_day(model: DayModel, reps: list[Replication]) -> DaySummary:
     """The replications folded into one :class:`DaySummary` (means and confidence intervals)."""
     spec = model.spec
     n = len(reps)
-    notes: list[str] = []
+    notes: list[str] = list(model.notes)
     unfinished = sum(r.unfinished for r in reps)
     if unfinished:
         notes.append(f"{unfinished} call(s) over {n} replication(s) were still in progress 6 h after the last "
                      "shift ended and were cut off (recorded as ended by the engine)")
     served = sum(r.callbacks_served for r in reps) / n
     booked = sum(r.report.overall.callbacks for r in reps) / n
+    unserved = sum(r.callbacks_unserved for r in reps) / n
     if booked:
         notes.append(f"callbacks: {booked:.1f} booked per day on average, {served:.1f} dialled back by an agent "
-                     "the same day (a callback's conversation counts in agent occupancy, not as a call)")
+                     f"the same day, {unserved:.1f} still waiting when the day ended (a callback's conversation "
+                     "counts in agent occupancy, not as a call)")
     if spec.warmup_minutes:
         notes.append(f"calls in the first {spec.warmup_minutes:g} minutes of the day are left out (warm-up)")
     notes.extend(reps[0].report.notes)

@@ -132,16 +132,16 @@ class _Step:
     """Scratch for one step: a list copy of the state, edited in place, frozen into a new CallState at the end.
 
     Fields are addressed by index constants (``st.v[_F_phase]``): on this project's machines a method call
-    per field read cost more than the rest of a typical step.
+    per field read cost more than the rest of a typical step. ``s`` is the state the step started from.
     """
 
-    __slots__ = ("tree", "s", "v", "cmds", "trace", "at")
+    __slots__ = ("s", "v", "cmds", "trace", "at")
 
-    def __init__(self, tree: CallTree, state: CallState, at: datetime) -> None:
-        self.tree = tree
+    def __init__(self, state: CallState, at: datetime) -> None:
+        v = list(state)
+        v[_F_now] = at
         self.s = state
-        self.v = list(state)
-        self.v[_F_now] = at
+        self.v = v
         self.cmds: list[Any] = []
         self.trace: list[TraceEntry] = []
         self.at = at
@@ -157,12 +157,26 @@ class _Step:
 
 class _UntracedStep(_Step):
     """A step that keeps no trace: for runs nobody reads traces of (the day simulator's tens of thousands
-    of calls). Decisions, commands and outcomes are exactly those of a traced step."""
+    of calls). Decisions, commands and outcomes are exactly those of a traced step.
+
+    ``log`` does nothing here, but building its keyword arguments still costs a dict and a call, so the
+    hottest call sites skip it outright with ``if self._tracing:`` (only where computing the detail
+    cannot raise, so an untraced step fails exactly where a traced one would).
+    """
 
     __slots__ = ()
 
     def log(self, node: str, kind: str, /, **detail: Any) -> None:
         pass
+
+    def finish(self) -> tuple[CallState, list[Any]]:
+        return _tuple_new(CallState, self.v), self.cmds
+
+
+# Node classes that wait for keys with a Collect (node classes are final: dispatch uses ``type(node) in``).
+_COLLECTING = frozenset({MenuNode, InputNode, SurveyNode})
+# Node classes whose prompt moves on to ``node.next`` when it ends.
+_PLAYS_THEN_NEXT = frozenset({SayNode, PlayNode, CallbackNode})
 
 
 class Interpreter:
@@ -171,13 +185,19 @@ class Interpreter:
     def __init__(self, tree: CallTree, *, trace: bool = True) -> None:
         """``trace=False`` leaves ``CallState.trace`` empty (cheaper); everything else is the same."""
         self.tree = tree
+        self._tracing = trace
         self._step_class = _Step if trace else _UntracedStep
         self.spec = tree.spec
         self.nodes = tree.spec.nodes
+        # Read on most steps; the spec is a frozen model held for the interpreter's life, so these cannot change.
+        self._human = self.spec.human
+        self._emergency_notice = self.spec.emergency_notice
         self._parts: dict[str, list[Any]] = {}  # say/play nodes as prompt parts, built once
         self._item_cache: dict[tuple[int, str], Any] = {}  # (id(part), language) -> prompt item without variables
         self._prompt_cache: dict[tuple[int, str], tuple[Any, ...]] = {}  # (id(tree's parts list), language) -> items
         self._collect: dict[str, C.Collect] = {}  # node id -> what to listen for (the same on every visit)
+        self._queue_consts: dict[str, tuple[tuple[tuple[str, int], ...], tuple[str, ...]]] = {}  # node id -> (skills, keys)
+        self._templates: dict[str, list[str]] = {}  # template -> _TEMPLATE.split(template): text, name, text, ...
         self._enter_by_type: dict[type, Any] = {
             SayNode: self._enter_speech, PlayNode: self._enter_speech, MenuNode: self._menu_start,
             InputNode: self._input_start, BranchNode: self._enter_branch, SetNode: self._enter_set,
@@ -186,15 +206,16 @@ class Interpreter:
             CallbackNode: self._callback, SmsNode: self._enter_sms, SurveyNode: self._enter_survey,
             LookupNode: self._enter_lookup,
         }
-        # One lookup per event instead of a chain of isinstance() checks (events are final classes).
+        # One lookup per event instead of a chain of isinstance() checks (events are final classes). Every
+        # handler takes (step, event) so the lookup's result is called directly, without a wrapping lambda.
         self._handlers: dict[type, Any] = {
-            E.Digit: lambda st, ev: self._on_digit(st, ev.digit),
-            E.PromptFinished: self._ev_prompt_finished,
-            E.InputTimeout: self._ev_timeout,
-            E.Hangup: lambda st, ev: self._caller_hung_up(st),
+            E.Digit: self._on_digit,
+            E.PromptFinished: self._on_prompt_finished,
+            E.InputTimeout: self._on_input_timeout,
+            E.Hangup: self._caller_hung_up,
             E.QueueResult: self._on_queue_result,
             E.AgentConnected: self._on_agent,
-            E.AgentDisconnected: lambda st, ev: self._on_agent_gone(st),
+            E.AgentDisconnected: self._on_agent_gone,
             E.TransferResult: self._on_transfer_result,
             E.RecordingFinished: self._on_recording,
             E.HookResult: self._on_hook,
@@ -214,7 +235,7 @@ class Interpreter:
             sensitive=frozenset({"caller"}),
             now=event.at,
         )
-        st = self._step_class(self.tree, state, event.at)
+        st = self._step_class(state, event.at)
         st.log("", "start", caller=mask_number(event.caller), language=lang, tree=self.tree.label)
         st.cmds.append(C.Answer())
         self._goto(st, self.spec.start)
@@ -229,37 +250,35 @@ class Interpreter:
             if isinstance(event, E.CallStarted):
                 raise InterpreterError("CallStarted goes to Interpreter.start(), not step()")
             raise InterpreterError(f"unknown event {type(event).__name__}")
-        st = self._step_class(self.tree, state, event.at)
+        st = self._step_class(state, event.at)
         handler(st, event)
         return st.finish()
-
-    def _ev_prompt_finished(self, st: _Step, ev: E.PromptFinished) -> None:
-        if ev.prompt_id == st.s.prompt_id:
-            self._on_prompt_finished(st)
-
-    def _ev_timeout(self, st: _Step, ev: E.InputTimeout) -> None:
-        s = st.s
-        if ev.prompt_id != s.prompt_id or s.phase not in ("prompt", "collect"):
-            return
-        col = self._collect.get(s.node)
-        if s.last_key_at is not None and col is not None and (ev.at - s.last_key_at).total_seconds() < col.timeout - 0.05:
-            # A key arrived after the adapter's timer started: the timeout lost the race; the timer restarts.
-            st.log(s.node, "timeout-ignored", reason="a key arrived since")
-            return
-        self._on_timeout(st)
 
     # ------------------------------------------------------------------ moving between nodes
 
     def _goto(self, st: _Step, target: str) -> None:
-        """Enter ``target`` and keep going through nodes that need nothing from the caller."""
+        """Enter ``target`` and keep going through nodes that need nothing from the caller.
+
+        Each node is started by its class's entry method, found with one dictionary lookup (node classes
+        are final): entering nodes is the interpreter's most frequent work, and a chain of isinstance
+        checks cost more than the node itself. An entry method returns the next node for nodes that
+        finish at once, else None (the call now waits).
+        """
+        nodes = self.nodes
+        enter_by_type = self._enter_by_type
+        v = st.v
         for _ in range(MAX_INSTANT_HOPS):
             if target == HUMAN:
-                target = self.spec.human.target
-            node = self.nodes[target]
-            st.v[_F_node] = target
-            st.v[_F_attempts] = 0
-            st.log(target, "enter", type=node.type)
-            nxt = self._enter(st, target, node)
+                target = self._human.target
+            node = nodes[target]
+            v[_F_node] = target
+            v[_F_attempts] = 0
+            if self._tracing:
+                st.log(target, "enter", type=node.type)
+            enter = enter_by_type.get(type(node))
+            if enter is None:
+                raise InterpreterError(f"node {target!r} has unsupported type {node.type!r}")  # pragma: no cover
+            nxt = enter(st, target, node)
             if nxt is None:
                 return
             target = nxt
@@ -267,40 +286,34 @@ class Interpreter:
         st.log(target, "error", reason="too many nodes without caller input")
         self._end(st, "error", target, reason="loop")
 
-    def _enter(self, st: _Step, nid: str, node: Any) -> str | None:
-        """Start a node. Returns the next node for nodes that finish at once, else None (waiting).
-
-        Dispatch is one dictionary lookup by node class (node classes are final): entering nodes is the
-        interpreter's most frequent work, and a chain of isinstance checks cost more than the node itself.
-        """
-        enter = self._enter_by_type.get(type(node))
-        if enter is None:
-            raise InterpreterError(f"node {nid!r} has unsupported type {node.type!r}")  # pragma: no cover
-        return enter(st, nid, node)
-
     def _enter_speech(self, st: _Step, nid: str, node: SayNode | PlayNode) -> str | None:
         parts = self._parts.get(nid)
         if parts is None:
             parts = self._parts[nid] = (
                 [SayPart(text=node.text)] if isinstance(node, SayNode) else [PlayPart(audio=node.audio, duration=node.duration)]
             )
-        if nid == self.spec.emergency_notice:
+        if nid == self._emergency_notice:
             # The emergency notice is never skipped or interrupted, whatever the node says. Keys typed
             # before it stay buffered and take effect at the next menu, after the notice has played.
             self._play(st, nid, parts, barge_in=False, stable=True)
             return None
-        if node.barge_in and st.v[_F_digits]:
+        barge_in = node.barge_in
+        if barge_in and st.v[_F_digits]:
             st.log(nid, "skipped", reason="barge-in")
             return node.next
-        self._play(st, nid, parts, barge_in=node.barge_in, stable=True)
+        self._play(st, nid, parts, barge_in=barge_in, stable=True)
         return None
 
     def _enter_branch(self, st: _Step, nid: str, node: BranchNode) -> str | None:
+        v = st.v
+        tree, vars_, lang, caller, at = self.tree, v[_F_vars], v[_F_language], st.s.caller, st.at
         for i, case in enumerate(node.cases):
-            if evaluate(case.when, self.tree, st.v[_F_vars], st.v[_F_language], st.s.caller, st.at):
-                st.log(nid, "branch", case=i, next=case.next)
+            if evaluate(case.when, tree, vars_, lang, caller, at):
+                if self._tracing:
+                    st.log(nid, "branch", case=i, next=case.next)
                 return case.next
-        st.log(nid, "branch", case="default", next=node.default)
+        if self._tracing:
+            st.log(nid, "branch", case="default", next=node.default)
         return node.default
 
     def _enter_set(self, st: _Step, nid: str, node: SetNode) -> str | None:
@@ -351,7 +364,8 @@ class Interpreter:
         st.v[_F_request_id] = rid
         st.v[_F_phase] = "lookup"
         st.cmds.append(C.CallHook(request_id=rid, hook=node.hook, args=args, timeout=node.timeout))
-        st.log(nid, "hook", hook=node.hook, request_id=rid)
+        if self._tracing:
+            st.log(nid, "hook", hook=node.hook, request_id=rid)
         return None
 
     # ------------------------------------------------------------------ prompts
@@ -359,21 +373,25 @@ class Interpreter:
     def _play(self, st: _Step, nid: str, parts: Any, *, barge_in: bool, collect: C.Collect | None = None,
               stable: bool = False) -> None:
         """Play ``parts``. ``stable``: the parts list belongs to the tree, so its rendered items may be cached."""
-        pid = st.v[_F_prompt_id] + 1
-        items = None
+        v = st.v
         if stable:
-            key = (id(parts), st.v[_F_language])
-            items = self._prompt_cache.get(key)
+            items = self._prompt_cache.get((id(parts), v[_F_language]))
             if items is None:
-                items = tuple(self._items(st, parts))
-                lang = key[1]
-                if all(self._item_cache.get((id(p), lang)) is i for p, i in zip(parts, items, strict=True)):
-                    self._prompt_cache[key] = items  # every item was cacheable: no variables anywhere in it
+                items = self._stable_items(st, parts)
         else:
             items = tuple(self._items(st, parts))
-        st.v[_F_prompt_id] = pid
-        st.v[_F_phase] = "prompt"
-        st.cmds.append(C.PlayPrompt(prompt_id=pid, items=items, barge_in=barge_in, collect=collect))
+        pid = v[_F_prompt_id] + 1
+        v[_F_prompt_id] = pid
+        v[_F_phase] = "prompt"
+        st.cmds.append(C.PlayPrompt(pid, items, barge_in, collect))
+
+    def _stable_items(self, st: _Step, parts: Any) -> tuple[C.PromptItem, ...]:
+        """Render the tree's own ``parts``; remember the result when no item depends on the call's variables."""
+        lang = st.v[_F_language]
+        items = tuple(self._items(st, parts))
+        if all(self._item_cache.get((id(p), lang)) is i for p, i in zip(parts, items, strict=True)):
+            self._prompt_cache[(id(parts), lang)] = items  # every item was cacheable: no variables anywhere in it
+        return items
 
     def _items(self, st: _Step, parts: Any) -> list[C.PromptItem]:
         lang = st.v[_F_language]
@@ -414,11 +432,21 @@ class Interpreter:
     def _text(self, st: _Step, text: dict[str, str]) -> str:
         return self._render(self.tree.pick(text, st.v[_F_language]), st.v[_F_vars])
 
-    @staticmethod
-    def _render(template: str, vars_: dict[str, Any]) -> str:
+    def _render(self, template: str, vars_: dict[str, Any]) -> str:
+        """``template`` with each ``{name}`` replaced by ``str(vars_[name])`` ("" when unset).
+
+        The same result as ``_TEMPLATE.sub`` with a function, without its per-match call: the template is
+        split once (templates come from the tree, so there are few) and reassembled on each use.
+        """
         if "{" not in template:
             return template
-        return _TEMPLATE.sub(lambda m: str(vars_.get(m.group(1), "")), template)
+        pieces = self._templates.get(template)
+        if pieces is None:
+            pieces = self._templates[template] = _TEMPLATE.split(template)  # text, name, text, name, ..., text
+        out = pieces[0]
+        for i in range(1, len(pieces), 2):
+            out += str(vars_.get(pieces[i], "")) + pieces[i + 1]
+        return out
 
     # ------------------------------------------------------------------ menus, input, surveys
 
@@ -447,7 +475,7 @@ class Interpreter:
             if opt.set:
                 self._set_vars(st, nid, opt.set)
             return opt.next
-        human = self.spec.human
+        human = self._human
         if key == human.key and human.enabled and node.human:
             st.log(nid, "human", key=key)
             return HUMAN
@@ -468,23 +496,25 @@ class Interpreter:
         return None
 
     def _input_key(self, st: _Step, nid: str, node: InputNode, key: str) -> str | None:
-        human = self.spec.human
-        digits = st.v[_F_digits]
-        if key == human.input_key and human.enabled and node.human and key != node.terminator and not digits:
+        human = self._human
+        v = st.v
+        digits = v[_F_digits]
+        terminator = node.terminator
+        if key == human.input_key and human.enabled and node.human and key != terminator and not digits:
             st.log(nid, "human", key=key)
             return HUMAN
-        if node.terminator is not None and key == node.terminator:
+        if terminator is not None and key == terminator:
             return self._input_done(st, nid, node, digits)
         if not key.isdigit():  # * (or # without a terminator) part-way through: start the entry over
-            st.v[_F_digits] = ""
+            v[_F_digits] = ""
             st.log(nid, "cleared", key=key)
             return None
         digits += key
-        st.v[_F_digits] = digits
+        v[_F_digits] = digits
         if len(digits) >= node.max_length:
             nxt = self._input_done(st, nid, node, digits)
-            if node.terminator:
-                st.v[_F_swallow] = node.terminator
+            if terminator:
+                v[_F_swallow] = terminator
             return nxt
         return None
 
@@ -497,16 +527,18 @@ class Interpreter:
             problem = f"too short ({len(digits)} < {node.min_length})"
         elif node.validate_ is not None:
             problem = validate_digits(digits, node.validate_, st.at.astimezone(self.tree.tz).date())
-        shown = REDACTED if node.is_sensitive else digits
+        sensitive = node.is_sensitive
+        shown = REDACTED if sensitive else digits
         if problem:
             st.log(nid, "rejected", entered=shown, length=len(digits), reason=problem)
             return self._failed(st, nid, node, "invalid")
         vars_ = dict(st.v[_F_vars])
         vars_[node.variable] = digits
         st.v[_F_vars] = vars_
-        if node.is_sensitive:
+        if sensitive:
             st.v[_F_sensitive] = st.v[_F_sensitive] | {node.variable}
-        st.log(nid, "input", variable=node.variable, value=shown, length=len(digits))
+        if self._tracing:
+            st.log(nid, "input", variable=node.variable, value=shown, length=len(digits))
         return node.next
 
     def _failed(self, st: _Step, nid: str, node: Any, why: str) -> str | None:
@@ -531,49 +563,58 @@ class Interpreter:
             return None
         return target
 
-    def _on_digit(self, st: _Step, digit: str) -> None:
+    # ------------------------------------------------------------------ caller events
+
+    def _on_digit(self, st: _Step, ev: E.Digit) -> None:
+        digit = ev.digit
         s = st.s
-        node = self.nodes.get(s.node)
-        phase = s.phase
+        nid = s.node
         if digit not in DTMF_KEYS:  # an adapter passed something that is not a phone key
-            st.log(s.node, "key-ignored", reason="not a phone key")
+            st.log(nid, "key-ignored", reason="not a phone key")
             return
-        st.v[_F_last_key_at] = st.at
+        v = st.v
+        v[_F_last_key_at] = st.at
         if s.swallow:
-            st.v[_F_swallow] = ""
+            v[_F_swallow] = ""
             if digit == s.swallow and s.now is not None and (st.at - s.now).total_seconds() <= SWALLOW_SECONDS:
-                st.log(s.node, "key-ignored", key=digit, reason="terminator after a complete entry")
+                st.log(nid, "key-ignored", key=digit, reason="terminator after a complete entry")
                 return
-        if phase in ("prompt", "collect"):
-            if isinstance(node, (MenuNode, InputNode, SurveyNode)):
+        phase = s.phase
+        node = self.nodes.get(nid)
+        kind = type(node)
+        if phase == "prompt" or phase == "collect":
+            if kind in _COLLECTING:
                 if phase == "prompt":
                     st.cmds.append(C.StopPrompt(s.prompt_id))
-                    st.v[_F_phase] = "collect"
-                if isinstance(node, MenuNode):
-                    st.log(s.node, "key", key=digit)
-                    nxt = self._menu_key(st, s.node, node, digit)
-                elif isinstance(node, InputNode):
-                    st.log(s.node, "key", key=MASK if node.is_sensitive else digit)
-                    nxt = self._input_key(st, s.node, node, digit)
+                    v[_F_phase] = "collect"
+                nxt: str | None
+                if kind is MenuNode:
+                    if self._tracing:
+                        st.log(nid, "key", key=digit)
+                    nxt = self._menu_key(st, nid, node, digit)
+                elif kind is InputNode:
+                    if self._tracing:
+                        st.log(nid, "key", key=MASK if node.is_sensitive else digit)
+                    nxt = self._input_key(st, nid, node, digit)
                 else:
-                    st.log(s.node, "key", key=digit)
-                    nxt = self._survey_key(st, s.node, node, digit)
+                    st.log(nid, "key", key=digit)
+                    nxt = self._survey_key(st, nid, node, digit)
                 if nxt is not None:
                     self._goto(st, nxt)
                 return
-            if isinstance(node, (SayNode, PlayNode)) and node.barge_in and s.node != self.spec.emergency_notice:
+            if (kind is SayNode or kind is PlayNode) and node.barge_in and nid != self._emergency_notice:
                 st.cmds.append(C.StopPrompt(s.prompt_id))
-                st.v[_F_digits] = s.digits + digit
+                v[_F_digits] = s.digits + digit
                 # The key's value is traced where it is used: it may be the first digit of a date of birth.
-                st.log(s.node, "type-ahead")
+                st.log(nid, "type-ahead")
                 self._goto(st, node.next)
                 return
-            st.log(s.node, "key-ignored", key=MASK)  # unused, and possibly the start of a date of birth
+            st.log(nid, "key-ignored", key=MASK)  # unused, and possibly the start of a date of birth
             return
-        if phase == "queue" and isinstance(node, QueueNode):
+        if phase == "queue" and kind is QueueNode:
             target = node.keys.get(digit)
             if target is not None:
-                st.log(s.node, "key", key=digit)
+                st.log(nid, "key", key=digit)
                 st.cmds.append(C.Dequeue(node.queue, reason=f"caller pressed {digit}"))
                 self._goto(st, target)
             return
@@ -586,25 +627,39 @@ class Interpreter:
             return node.next
         return self._failed(st, nid, node, "invalid")
 
-    def _on_prompt_finished(self, st: _Step) -> None:
+    def _on_prompt_finished(self, st: _Step, ev: E.PromptFinished) -> None:
         s = st.s
-        node = self.nodes.get(s.node)
-        if s.phase == "leaving":
+        if ev.prompt_id != s.prompt_id:  # a prompt already stopped or replaced
+            return
+        phase = s.phase
+        if phase == "prompt":
+            node = self.nodes.get(s.node)
+            kind = type(node)
+            if kind in _COLLECTING:
+                st.v[_F_phase] = "collect"
+            elif kind in _PLAYS_THEN_NEXT:
+                self._goto(st, node.next)
+            elif kind is RecordNode:
+                self._record_start(st, s.node, node)
+        elif phase == "leaving":
             vars_ = dict(s.vars)
             target = vars_.pop("_leave_to")
             st.v[_F_vars] = vars_
             self._goto(st, target)
-        elif s.phase == "ending":
+        elif phase == "ending":
+            node = self.nodes.get(s.node)
             self._hangup_node(st, s.node, node.outcome if isinstance(node, HangupNode) else "hangup")
-        elif s.phase == "prompt":
-            if isinstance(node, (SayNode, PlayNode)):
-                self._goto(st, node.next)
-            elif isinstance(node, (MenuNode, InputNode, SurveyNode)):
-                st.v[_F_phase] = "collect"
-            elif isinstance(node, RecordNode):
-                self._record_start(st, s.node, node)
-            elif isinstance(node, CallbackNode):
-                self._goto(st, node.next)
+
+    def _on_input_timeout(self, st: _Step, ev: E.InputTimeout) -> None:
+        s = st.s
+        if ev.prompt_id != s.prompt_id or s.phase not in ("prompt", "collect"):
+            return
+        col = self._collect.get(s.node)
+        if s.last_key_at is not None and col is not None and (ev.at - s.last_key_at).total_seconds() < col.timeout - 0.05:
+            # A key arrived after the adapter's timer started: the timeout lost the race; the timer restarts.
+            st.log(s.node, "timeout-ignored", reason="a key arrived since")
+            return
+        self._on_timeout(st)
 
     def _on_timeout(self, st: _Step) -> None:
         s = st.s
@@ -627,7 +682,8 @@ class Interpreter:
         st.v[_F_vars] = vars_
         if "language" in values and vars_["language"] in self.spec.languages:
             st.v[_F_language] = vars_["language"]
-        st.log(nid, "set", names=sorted(values))
+        if self._tracing:
+            st.log(nid, "set", names=sorted(values))
 
     # ------------------------------------------------------------------ queue, agent, transfer, record, callback, hook
 
@@ -635,19 +691,23 @@ class Interpreter:
         if node.hours and not self.tree.is_open(node.hours, st.at):
             st.log(nid, "queue-closed", queue=node.queue, schedule=node.hours)
             return node.fallback.target("closed")
+        v = st.v
         lang = node.requirements.language
         if lang is not None:
-            lang = self._render(lang, st.v[_F_vars]) or None
-        skills = tuple(sorted(node.requirements.skills.items()))
-        old = st.v[_F_ticket]
-        since = old.since if old is not None and old.queue == node.queue else st.at
-        st.v[_F_phase] = "queue"
-        st.v[_F_ticket] = QueueTicket(node.queue, since, skills, lang, node.priority)
-        st.cmds.append(C.Enqueue(queue=node.queue, skills=skills, language=lang, priority=node.priority,
-                                 max_wait=node.max_wait, announce=node.announce, hold_music=node.hold_music,
-                                 keys=tuple(node.keys)))
-        st.log(nid, "queue", queue=node.queue, skills=dict(skills), language=lang, priority=node.priority)
-        self._set_outcome(st, "queue", nid, queue=node.queue, skills=dict(skills), language=lang, priority=node.priority)
+            lang = self._render(lang, v[_F_vars]) or None
+        consts = self._queue_consts.get(nid)
+        if consts is None:  # the same for every call: sorted once, not on every visit
+            consts = self._queue_consts[nid] = (tuple(sorted(node.requirements.skills.items())), tuple(node.keys))
+        skills, keys = consts
+        queue = node.queue
+        old = v[_F_ticket]
+        since = old.since if old is not None and old.queue == queue else st.at
+        v[_F_phase] = "queue"
+        v[_F_ticket] = _tuple_new(QueueTicket, (queue, since, skills, lang, node.priority))
+        st.cmds.append(C.Enqueue(queue, skills, lang, node.priority, node.max_wait, node.announce, node.hold_music, keys))
+        if self._tracing:
+            st.log(nid, "queue", queue=queue, skills=dict(skills), language=lang, priority=node.priority)
+        self._set_outcome(st, "queue", nid, queue=queue, skills=dict(skills), language=lang, priority=node.priority)
         return None
 
     def _on_queue_result(self, st: _Step, ev: E.QueueResult) -> None:
@@ -660,27 +720,31 @@ class Interpreter:
         self._goto(st, target or HUMAN)
 
     def _on_agent(self, st: _Step, ev: E.AgentConnected) -> None:
-        if st.s.phase != "queue":
+        s = st.s
+        if s.phase != "queue":
             return
         st.v[_F_phase] = "agent"
-        st.log(st.s.node, "agent", agent=ev.agent_id, why=ev.explanation)
-        ticket = st.s.ticket
+        if self._tracing:
+            st.log(s.node, "agent", agent=ev.agent_id, why=ev.explanation)
+        ticket = s.ticket
         waited = (ev.at - ticket.since).total_seconds() if ticket else 0.0
-        self._set_outcome(st, "agent", st.s.node, agent=ev.agent_id, queue=ticket.queue if ticket else "", waited=waited)
+        self._set_outcome(st, "agent", s.node, agent=ev.agent_id, queue=ticket.queue if ticket else "", waited=waited)
 
-    def _on_agent_gone(self, st: _Step) -> None:
-        node = self.nodes.get(st.s.node)
-        if st.s.phase != "agent":
+    def _on_agent_gone(self, st: _Step, ev: E.AgentDisconnected) -> None:
+        s = st.s
+        if s.phase != "agent":
             return
-        st.log(st.s.node, "agent-ended")
+        node = self.nodes.get(s.node)
+        if self._tracing:
+            st.log(s.node, "agent-ended")
         if isinstance(node, QueueNode) and node.after_call:
-            prev = st.s.outcome
+            prev = s.outcome
             self._goto(st, node.after_call)
             if st.v[_F_outcome] is None or st.v[_F_outcome] is prev:
                 st.v[_F_outcome] = prev
         else:
             st.cmds.append(C.HangupCall("agent-ended"))
-            self._end(st, "agent", st.s.node, keep=True)
+            self._end(st, "agent", s.node, keep=True)
 
     def _on_transfer_result(self, st: _Step, ev: E.TransferResult) -> None:
         node = self.nodes.get(st.s.node)
@@ -701,7 +765,8 @@ class Interpreter:
         st.v[_F_phase] = "record"
         st.cmds.append(C.Record(max_length=node.max_length, retention=node.retention, mailbox=node.mailbox,
                                 beep=node.beep, finish_key=node.finish_key, kind=node.type))
-        st.log(nid, "record", kind=node.type, max_length=node.max_length, retention=node.retention)
+        if self._tracing:
+            st.log(nid, "record", kind=node.type, max_length=node.max_length, retention=node.retention)
 
     def _on_recording(self, st: _Step, ev: E.RecordingFinished) -> None:
         node = self.nodes.get(st.s.node)
@@ -750,12 +815,13 @@ class Interpreter:
         st.v[_F_vars] = vars_
         if node.sensitive and node.into:
             st.v[_F_sensitive] = st.v[_F_sensitive] | set(node.into)
-        st.log(st.s.node, "hook-ok", hook=node.hook, names=sorted(node.into))
+        if self._tracing:
+            st.log(st.s.node, "hook-ok", hook=node.hook, names=sorted(node.into))
         self._goto(st, node.next)
 
     # ------------------------------------------------------------------ ending
 
-    def _caller_hung_up(self, st: _Step) -> None:
+    def _caller_hung_up(self, st: _Step, ev: E.Hangup) -> None:
         s = st.s
         if s.phase == "queue":
             st.log(s.node, "abandoned")
@@ -782,13 +848,14 @@ class Interpreter:
             self._end(st, "hangup", s.node, outcome="caller hung up in IVR")
 
     def _set_outcome(self, st: _Step, kind: str, nid: str, **detail: Any) -> None:
-        st.v[_F_outcome] = Outcome(kind, nid, st.at, detail)
+        st.v[_F_outcome] = _tuple_new(Outcome, (kind, nid, st.at, detail))  # skips NamedTuple's Python __new__
 
     def _end(self, st: _Step, kind: str, nid: str, keep: bool = False, **detail: Any) -> None:
         if not (keep and st.v[_F_outcome] is not None):
             self._set_outcome(st, kind, nid, **detail)
         st.v[_F_phase] = "ended"
-        st.log(nid, "end", outcome=st.v[_F_outcome].kind)
+        if self._tracing:
+            st.log(nid, "end", outcome=st.v[_F_outcome].kind)
 
     def _hangup_node(self, st: _Step, nid: str, outcome: str) -> None:
         """A goodbye after the call achieved something (agent, callback, message) keeps that outcome."""

@@ -58,6 +58,18 @@ def _ts(at: datetime | None) -> float:
     return at.timestamp() if at is not None else 0.0
 
 
+# The statuses as plain module constants: ``Status.READY`` is looked up through the enum's metaclass
+# (which defines ``__getattr__``), about 0.2 µs a time, and every event compares statuses several times.
+_LOGGED_OUT, _READY, _NOT_READY = Status.LOGGED_OUT, Status.READY, Status.NOT_READY
+_RESERVED, _ON_CALL, _WRAP_UP = Status.RESERVED, Status.ON_CALL, Status.WRAP_UP
+# ``status.value`` goes through an enum descriptor (~0.3 µs); every AgentChanged names the previous status.
+_STATUS_VALUE: dict[Status, str] = {s: s.value for s in Status}
+# ``tuple.__new__(Cls, fields)`` is what a NamedTuple's own ``__new__`` does after repacking its arguments
+# in Python; the decisions and records built on every event (one call makes about a dozen) skip that step.
+_make = tuple.__new__
+assert WaitingCall._fields[-1] == "offered_to"  # `_offered_to` rebuilds a call by replacing its last field
+
+
 class Router:
     """Matches waiting calls with agents. Not thread-safe: one owner applies events in order."""
 
@@ -84,29 +96,42 @@ class Router:
         # Each waiting call's requirements, valid until its next step boundary, and the calls filed by one
         # skill they currently require ("" for none): an agent who becomes free looks only at the lists of
         # its own skills, across all queues, instead of at every waiting call.
-        self._req: dict[str, tuple[float, tuple[Any, ...]]] = {}
+        # Entries are (valid from ts, valid until ts, queue, (skills, language, step, preferred-only)).
+        self._req: dict[str, tuple[float, float, str, tuple[Any, ...]]] = {}
         self._by_skill: dict[str, list[tuple[int, float, int, str]]] = {}
         # Who is logged in changes rarely: `_anyone_could_serve` answers are kept until it does.
         self._staff_version = 0
         self._servable: dict[tuple[Any, ...], tuple[int, bool]] = {}
+        # What the hot paths would otherwise recompute on every event (see each helper for why it is safe):
+        self._caps = {aid: (a.skills, a.languages) for aid, a in self.roster.items()}  # roster specs are frozen
+        # The lists of waiting calls a free agent looks at: its skills' lists, in roster order, then "" (no
+        # skill required). The lists are created here and only ever changed in place.
+        self._agent_lines = {aid: tuple(self._by_skill.setdefault(skill, []) for skill in (*a.skills, ""))
+                             for aid, a in self.roster.items()}
+        self._ready_keys: dict[str, tuple[datetime | None, tuple[float, int, str]]] = {}  # agent -> (idle_since, key)
+        self._line_keys: dict[str, tuple[int, float, int, str]] = {}  # waiting call -> its `_line_key`
+        self._durations: dict[float, timedelta] = {}  # seconds -> timedelta, see `_seconds`
+        self._step_reqs: dict[tuple[Any, ...], tuple[QueueSpec, tuple[tuple[str, int], ...]]] = {}
+        self._stamp_at: datetime | None = None  # the datetime `_stamp` last converted, and its timestamp
+        self._stamp_ts = 0.0
 
     # ================================================================== agents
 
     def login(self, agent_id: str, now: datetime, *, ready: bool = True) -> list[Decision]:
         """Log an agent in, ready (default) or not ready."""
-        if self._agent(agent_id).status is not Status.LOGGED_OUT:
+        if self._agent(agent_id).status is not _LOGGED_OUT:
             raise IllegalTransition(f"agent {agent_id} is already logged in ({self.agents[agent_id].status.value})",
                                     details={"agent": agent_id})
-        return self._agent_to(agent_id, Status.READY if ready else Status.NOT_READY, now, "login",
+        return self._agent_to(agent_id, _READY if ready else _NOT_READY, now, "login",
                               reason=None if ready else "other")
 
     def ready(self, agent_id: str, now: datetime) -> list[Decision]:
         self._logged_in(agent_id)
-        return self._agent_to(agent_id, Status.READY, now, "ready")
+        return self._agent_to(agent_id, _READY, now, "ready")
 
     def pause(self, agent_id: str, reason: str, now: datetime) -> list[Decision]:
         self._logged_in(agent_id)
-        return self._agent_to(agent_id, Status.NOT_READY, now, "pause", reason=reason)
+        return self._agent_to(agent_id, _NOT_READY, now, "pause", reason=reason)
 
     def unavailable(self, agent_id: str, now: datetime, *, reason: str = "offline") -> list[Decision]:
         """The agent cannot take calls any more (their softphone unregistered): not ready with ``reason``.
@@ -117,24 +142,24 @@ class Router:
         """
         out: list[Decision] = self._due(now)
         st = self._agent(agent_id)
-        if st.status is not Status.RESERVED:
+        if st.status is not _RESERVED:
             self._logged_in(agent_id)
-            return out + self._agent_to(agent_id, Status.NOT_READY, now, "unavailable", reason=reason, catch_up=False)
+            return out + self._agent_to(agent_id, _NOT_READY, now, "unavailable", reason=reason, catch_up=False)
         call_id = next(c for c, r in self.reservations.items() if r.agent_id == agent_id)
         self._drop_reservation(call_id)
-        new = transition(st, Status.NOT_READY, now, reason=reason)
+        new = transition(st, _NOT_READY, now, reason=reason)
         out.append(self._set_agent(new, st, "unavailable"))
-        self.calls[call_id] = self.calls[call_id]._replace(offered_to=None)
+        self.calls[call_id] = _offered_to(self.calls[call_id], None)
         out.append(CallQueued(self.calls[call_id]))
         return out + self._match_call(call_id, now)
 
     def _logged_in(self, agent_id: str) -> None:
-        if self._agent(agent_id).status is Status.LOGGED_OUT:
+        if self._agent(agent_id).status is _LOGGED_OUT:
             raise IllegalTransition(f"agent {agent_id} is logged out; log in first (`ivr agents login {agent_id}`)",
                                     details={"agent": agent_id})
 
     def logout(self, agent_id: str, now: datetime) -> list[Decision]:
-        out = self._agent_to(agent_id, Status.LOGGED_OUT, now, "logout")
+        out = self._agent_to(agent_id, _LOGGED_OUT, now, "logout")
         out += self._fail_unservable(now)
         return out
 
@@ -144,14 +169,14 @@ class Router:
         # here would let a later timer act before this one finishes (a ring-out and a timeout in one tick).
         out: list[Decision] = self._due(now) if catch_up else []
         old = self._agent(agent_id)
-        if old.status is Status.RESERVED:
+        if old.status is _RESERVED:
             # Only the router moves a ringing agent (answer, ring-no-answer, caller gone): a pause or logout
             # now would leave the call's reservation behind and let the agent be offered a second call.
             raise IllegalTransition(f"agent {agent_id} has call {old.call_id} ringing; answer it or let it ring out first",
                                     details={"agent": agent_id, "from": old.status.value, "to": to.value})
         new = transition(old, to, now, reason=reason)
         out.append(self._set_agent(new, old, cause))
-        if new.status is Status.READY:
+        if new.status is _READY:
             out += self._match_agent(agent_id, now)
         return out
 
@@ -165,27 +190,39 @@ class Router:
     def _set_agent(self, new: AgentState, old: AgentState, cause: str) -> AgentChanged:
         """Store the state and keep the ready index in step with it."""
         self.agents[new.agent_id] = new
-        if (old.status is Status.LOGGED_OUT) is not (new.status is Status.LOGGED_OUT):
+        was, now = old.status, new.status
+        if (was is _LOGGED_OUT) is not (now is _LOGGED_OUT):
             self._staff_version += 1
-        if old.status is Status.READY:
+        if was is _READY:
             self._index_remove(old)
-        if new.status is Status.READY:
+        if now is _READY:
             self._index_add(new)
-        return AgentChanged(new, old.status.value, cause)
+        return _make(AgentChanged, (new, _STATUS_VALUE[was], cause))
 
     def _index_key(self, st: AgentState) -> tuple[float, int, str]:
-        return (_ts(st.idle_since), self.order[st.agent_id], st.agent_id)
+        """Where a ready agent sorts: longest idle first, then roster order.
+
+        Remembered with the ``idle_since`` it was made from, so taking the agent out again (every offer
+        does) finds the key without converting the datetime a second time.
+        """
+        idle_since = st.idle_since
+        kept = self._ready_keys.get(st.agent_id)
+        if kept is not None and kept[0] is idle_since:
+            return kept[1]
+        key = (self._stamp(idle_since) if idle_since is not None else 0.0, self.order[st.agent_id], st.agent_id)
+        self._ready_keys[st.agent_id] = (idle_since, key)
+        return key
 
     def _index_add(self, st: AgentState) -> None:
         key = self._index_key(st)
         bisect.insort(self._ready, key)
-        for skill in self.roster[st.agent_id].skills:
+        for skill in self._caps[st.agent_id][0]:
             bisect.insort(self._ready_by_skill.setdefault(skill, []), key)
 
     def _index_remove(self, st: AgentState) -> None:
         key = self._index_key(st)
         _remove(self._ready, key)
-        for skill in self.roster[st.agent_id].skills:
+        for skill in self._caps[st.agent_id][0]:
             _remove(self._ready_by_skill[skill], key)
 
     # ================================================================== calls
@@ -219,17 +256,21 @@ class Router:
 
     def _insert(self, call: WaitingCall, now: datetime) -> CallQueued:
         self.calls[call.call_id] = call
-        bisect.insort(self.lines[call.queue], _line_key(call))
+        # A call's place in line does not change while it waits in one queue (an offer only sets
+        # `offered_to`; overflow takes it out and inserts it again): its key is worked out once.
+        key = self._line_keys[call.call_id] = _line_key(call)
+        bisect.insort(self.lines[call.queue], key)
         self.requirements(call, now)  # files the call under a skill it needs
-        return CallQueued(call)
+        return _make(CallQueued, (call,))
 
     def _remove_call(self, call_id: str) -> WaitingCall:
         call = self.calls.pop(call_id)
-        _remove(self.lines[call.queue], _line_key(call))
+        key = self._line_keys.pop(call_id)
+        _remove(self.lines[call.queue], key)
         self.missed_by.pop(call_id, None)
         old = self._req.pop(call_id, None)
         if old is not None:
-            _remove(self._by_skill[_filed_under(old[1][0])], _line_key(call))
+            _remove(self._by_skill[_filed_under(old[3][0])], key)
         return call
 
     def answered(self, call_id: str, now: datetime, *, agent_id: str | None = None,
@@ -243,12 +284,12 @@ class Router:
         out: list[Decision] = self._due(now)
         res = self._reservation(call_id, agent_id, offered_at)
         agent = self.agents[res.agent_id]
-        new = transition(agent, Status.ON_CALL, now)
+        new = transition(agent, _ON_CALL, now)
         out.append(self._set_agent(new, agent, "answered"))
         call = self._remove_call(call_id)
         self._drop_reservation(call_id)
         self.call_started[res.agent_id] = (call.queue, now)
-        out.append(CallLeft(call_id, call.queue, "answered", now))
+        out.append(_make(CallLeft, (call_id, call.queue, "answered", now)))
         return out
 
     def no_answer(self, call_id: str, now: datetime, *, agent_id: str | None = None,
@@ -270,7 +311,7 @@ class Router:
         agent = self.agents[res.agent_id]
         new = missed_offer(agent, now, spec.max_no_answer)
         out: list[Decision] = [self._set_agent(new, agent, "no-answer")]
-        self.calls[call_id] = call._replace(offered_to=None)
+        self.calls[call_id] = _offered_to(call, None)
         self.missed_by.setdefault(call_id, set()).add(res.agent_id)
         entered = call.entered_queue_at or call.since
         waited_here = (now - entered).total_seconds()
@@ -282,12 +323,12 @@ class Router:
             return out + self._match_agent_if_ready(new, now)
         out.append(CallQueued(self.calls[call_id]))
         out += self._match_call(call_id, now)  # another agent first...
-        if new.status is Status.READY and new.agent_id not in self.reserved_agent:
+        if new.status is _READY and new.agent_id not in self.reserved_agent:
             out += self._match_agent(new.agent_id, now)  # ...then this agent may take some other call
         return out
 
     def _match_agent_if_ready(self, st: AgentState, now: datetime) -> list[Decision]:
-        if st.status is Status.READY and st.agent_id not in self.reserved_agent:
+        if st.status is _READY and st.agent_id not in self.reserved_agent:
             return self._match_agent(st.agent_id, now)
         return []
 
@@ -301,7 +342,7 @@ class Router:
         if res is not None:
             self._drop_reservation(call_id)
             agent = self.agents[res.agent_id]
-            new = transition(agent, Status.READY, now)  # not the agent's fault: no miss counted
+            new = transition(agent, _READY, now)  # not the agent's fault: no miss counted
             out.append(self._set_agent(new, agent, "caller-left"))
         out.append(CallLeft(call_id, call.queue, why, now))
         if res is not None:
@@ -312,14 +353,14 @@ class Router:
         """The conversation ended: the agent goes to wrap-up for the queue's wrap-up time."""
         out: list[Decision] = self._due(now)
         agent = self._agent(agent_id)
-        new = transition(agent, Status.WRAP_UP, now)  # refuses before anything changes
+        new = transition(agent, _WRAP_UP, now)  # refuses before anything changes
         queue, started = self.call_started.pop(agent_id, (None, now))
         wrap = self.queues[queue].wrap_up if queue in self.queues else 0.0
         out.append(self._set_agent(new, agent, "call-ended"))
         if queue in self.queues:
             talk = (now - started).total_seconds()
             self.handle_seconds[queue] = (1 - EWMA) * self.handle_seconds[queue] + EWMA * (talk + wrap)
-        self._arm(now + timedelta(seconds=wrap), "wrap", agent_id, new.since)
+        self._arm(now + self._seconds(wrap), "wrap", agent_id, new.since)
         return out
 
     # ================================================================== time
@@ -331,13 +372,38 @@ class Router:
     def _due(self, now: datetime, inclusive: bool = False) -> list[Decision]:
         """Fire timers due before ``now`` (or at it): every event first catches up with time, so the
         router never decides on requirements a step boundary has already relaxed."""
-        out: list[Decision] = []
-        limit = now.timestamp()
         timers = self._timers
+        if not timers:
+            return []
+        limit = self._stamp(now)
+        if timers[0][0] > limit:
+            return []  # the usual case: nothing due
+        out: list[Decision] = []
         while timers and (timers[0][0] < limit or (inclusive and timers[0][0] == limit)):
             _, _, kind, key, token = heapq.heappop(timers)
             out += self._fire(kind, key, token, now)
         return out
+
+    def _stamp(self, at: datetime) -> float:
+        """``at.timestamp()``, remembered for the last datetime converted.
+
+        One event hands the same ``now`` to every step (the timers, the requirements, the ready index,
+        the explanation), and each conversion costs about as much as the step it serves. Datetimes are
+        immutable and the one remembered is held here, so the identity check cannot be fooled.
+        """
+        if at is self._stamp_at:
+            return self._stamp_ts
+        ts = at.timestamp()
+        self._stamp_at, self._stamp_ts = at, ts
+        return ts
+
+    def _seconds(self, seconds: float) -> timedelta:
+        """``timedelta(seconds=seconds)``, kept per value: building one from a float costs about 1 µs, and
+        every offer, wrap-up and new call needs one for the same few queue settings."""
+        td = self._durations.get(seconds)
+        if td is None:
+            td = self._durations[seconds] = timedelta(seconds=seconds)
+        return td
 
     def next_wakeup(self) -> datetime | None:
         """When ``tick`` next has something to do (adapters schedule a timer for it)."""
@@ -353,9 +419,12 @@ class Router:
         cancelled when their reason goes away, and a wake-up for nothing costs an adapter a whole tick.
         """
         timers = self._timers
-        while timers and self._stale(timers[0][2], timers[0][3], timers[0][4]):
+        while timers:
+            ts, _, kind, key, token = timers[0]
+            if not self._stale(kind, key, token):
+                return ts
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        return None
 
     def _stale(self, kind: str, key: str, token: Any) -> bool:
         """Would firing this timer change nothing? (Mirrors the guards at the top of :meth:`_fire`.)"""
@@ -364,7 +433,7 @@ class Router:
             return res is None or res.offered_at != token
         if kind == "wrap":
             agent = self.agents.get(key)
-            return agent is None or agent.status is not Status.WRAP_UP or agent.since != token
+            return agent is None or agent.status is not _WRAP_UP or agent.since != token
         call = self.calls.get(key)
         if call is None:
             return True
@@ -380,17 +449,18 @@ class Router:
     def _arm_call_timers(self, call: WaitingCall, now: datetime) -> None:
         spec = self.queues[call.queue]
         start = 0.0
+        seconds = self._seconds
         for step in spec.steps:
             if step.preferred_agent and call.preferred_agent:
-                self._arm(call.since + timedelta(seconds=start + step.preferred_agent), "rematch", call.call_id, None)
+                self._arm(call.since + seconds(start + step.preferred_agent), "rematch", call.call_id, None)
             if step.until is not None:
-                self._arm(call.since + timedelta(seconds=step.until), "rematch", call.call_id, None)
+                self._arm(call.since + seconds(step.until), "rematch", call.call_id, None)
                 start = step.until
         entered = call.entered_queue_at or now
         if spec.max_wait is not None:
-            self._arm(entered + timedelta(seconds=spec.max_wait), "max_wait", call.call_id, call.queue)
+            self._arm(entered + seconds(spec.max_wait), "max_wait", call.call_id, call.queue)
         if spec.overflow is not None:
-            self._arm(entered + timedelta(seconds=spec.overflow.after), "overflow", call.call_id, call.queue)
+            self._arm(entered + seconds(spec.overflow.after), "overflow", call.call_id, call.queue)
 
     def _fire(self, kind: str, key: str, token: Any, now: datetime) -> list[Decision]:
         if kind == "ring":
@@ -400,8 +470,8 @@ class Router:
             return []
         if kind == "wrap":
             agent = self.agents.get(key)
-            if agent is not None and agent.status is Status.WRAP_UP and agent.since == token:  # not a stale wrap-up
-                return self._agent_to(key, Status.READY, now, "wrap-up-ended", catch_up=False)
+            if agent is not None and agent.status is _WRAP_UP and agent.since == token:  # not a stale wrap-up
+                return self._agent_to(key, _READY, now, "wrap-up-ended", catch_up=False)
             return []
         call = self.calls.get(key)
         if call is None:
@@ -435,7 +505,7 @@ class Router:
         if res is not None:  # ringing when the limit hit: let the agent go without a miss
             self._drop_reservation(call.call_id)
             agent = self.agents[res.agent_id]
-            out.append(self._set_agent(transition(agent, Status.READY, now), agent, "caller-left"))
+            out.append(self._set_agent(transition(agent, _READY, now), agent, "caller-left"))
         self._remove_call(call.call_id)
         out += [QueueFailed(call.call_id, call.queue, outcome), CallLeft(call.call_id, call.queue, outcome, now)]
         if res is not None:
@@ -449,18 +519,21 @@ class Router:
 
         Cached until the call's next step boundary: matching asks this for many calls per decision.
         """
-        ts = now.timestamp()
-        hit = self._req.get(call.call_id)
-        if hit is not None and hit[1][4] <= ts < hit[0] and hit[1][5] == call.queue:
-            return hit[1][:4]  # type: ignore[return-value]
+        call_id = call.call_id
+        ts = self._stamp(now)
+        hit = self._req.get(call_id)
+        if hit is not None and hit[0] <= ts < hit[1] and hit[2] == call.queue:
+            return hit[3]  # type: ignore[return-value]
         req, start, valid_until = self._compute_requirements(call, now)
-        if call.call_id in self.calls:
-            old = self._req.get(call.call_id)
-            key = _line_key(self.calls[call.call_id])
-            if old is not None:
-                _remove(self._by_skill[_filed_under(old[1][0])], key)
-            bisect.insort(self._by_skill.setdefault(_filed_under(req[0]), []), key)
-            self._req[call.call_id] = (valid_until, (*req, start, call.queue))
+        if call_id in self.calls:
+            key = self._line_keys[call_id]
+            filed = _filed_under(req[0])
+            old = self._req.get(call_id)
+            if old is None or _filed_under(old[3][0]) != filed:  # still under the same skill: it stays put
+                if old is not None:
+                    _remove(self._by_skill[_filed_under(old[3][0])], key)
+                bisect.insort(self._by_skill.setdefault(filed, []), key)
+            self._req[call_id] = (start, valid_until, call.queue, req)
         return req
 
     def _compute_requirements(self, call: WaitingCall, now: datetime) -> tuple[Any, float, float]:
@@ -475,13 +548,7 @@ class Router:
                 break
             start = step.until
         step = spec.steps[idx]
-        base = dict(call.skills) if call.skills else dict(spec.skills)
-        if step.skills is not None:
-            base = dict(step.skills)
-        if step.relax == "all":
-            base = {}
-        elif step.relax:
-            base = {k: max(1, v - step.relax) for k, v in base.items()}
+        skills = self._step_skills(call.queue, spec, idx, call.skills)
         language = call.language if step.language == "caller" else None
         since = call.since.timestamp()
         lo, hi = since + start, since + step.until if step.until is not None else float("inf")
@@ -490,15 +557,38 @@ class Router:
             window_end = since + start + step.preferred_agent
             preferred_only = waited - start < step.preferred_agent
             lo, hi = (lo, min(hi, window_end)) if preferred_only else (max(lo, window_end), hi)
-        return (tuple(sorted(base.items())), language, idx + 1, preferred_only), lo, hi
+        return (skills, language, idx + 1, preferred_only), lo, hi
+
+    def _step_skills(self, queue: str, spec: QueueSpec, idx: int,
+                     own: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+        """The skills step ``idx`` of ``spec`` requires of a call whose own requirements are ``own``.
+
+        They depend on nothing else, and a centre has few combinations, so each is worked out (dicts
+        built and sorted) once; the entry remembers the spec it came from, so a replaced queue spec
+        is never answered from the old one.
+        """
+        key = (queue, idx, own)
+        hit = self._step_reqs.get(key)
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        step = spec.steps[idx]
+        base = dict(own) if own else dict(spec.skills)
+        if step.skills is not None:
+            base = dict(step.skills)
+        if step.relax == "all":
+            base = {}
+        elif step.relax:
+            base = {k: max(1, v - step.relax) for k, v in base.items()}
+        skills = tuple(sorted(base.items()))
+        self._step_reqs[key] = (spec, skills)
+        return skills
 
     def _eligible(self, agent_id: str, skills: tuple[tuple[str, int], ...], language: str | None) -> bool:
-        spec = self.roster[agent_id]
-        have = spec.skills
+        have, spoken = self._caps[agent_id]
         for skill, level in skills:
             if have.get(skill, 0) < level:
                 return False
-        return language is None or language in spec.languages
+        return language is None or language in spoken
 
     def _anyone_could_serve(self, call: WaitingCall) -> bool:
         """Is any logged-in agent eligible at the queue's most relaxed step? (Otherwise: no_agents.)
@@ -512,7 +602,7 @@ class Router:
             return hit[1]
         far = call.since + timedelta(days=3650)
         (skills, language, _, _), _, _ = self._compute_requirements(call, far)
-        ok = any(st.status is not Status.LOGGED_OUT and self._eligible(aid, skills, language)
+        ok = any(st.status is not _LOGGED_OUT and self._eligible(aid, skills, language)
                  for aid, st in self.agents.items())
         self._servable[key] = (self._staff_version, ok)
         return ok
@@ -541,7 +631,7 @@ class Router:
                     preferred_only: bool, now: datetime) -> tuple[str, str, int] | None:
         if preferred_only and self._preferred_could_take(call, skills, language):
             pid = call.preferred_agent or ""
-            if self.agents[pid].status is Status.READY:
+            if self.agents[pid].status is _READY:
                 return pid, "preferred agent (the patient's last agent)", 1
             return None  # they are logged in and able: the call waits for them until the window ends
         # Candidates: ready agents holding the rarest required skill, in longest-idle order.
@@ -561,9 +651,9 @@ class Router:
                     if aid in missed:
                         fallback = fallback or (aid, idle_ts)
                         continue  # let someone else try first: this agent just let it ring out
-                    return aid, f"longest idle (idle {now.timestamp() - idle_ts:.0f} s)", -1
+                    return aid, f"longest idle (idle {self._stamp(now) - idle_ts:.0f} s)", -1
             if fallback is not None:
-                return fallback[0], f"longest idle, offered again after a missed ring (idle {now.timestamp() - fallback[1]:.0f} s)", -1
+                return fallback[0], f"longest idle, offered again after a missed ring (idle {self._stamp(now) - fallback[1]:.0f} s)", -1
             return None
         eligible = [aid for _, _, aid in pool if self._eligible(aid, skills, language)]
         if not eligible:
@@ -588,18 +678,15 @@ class Router:
     def _match_agent(self, agent_id: str, now: datetime) -> list[Decision]:
         """A ready agent takes the best call it can serve across all queues: priority first, then longest wait."""
         st = self.agents[agent_id]
-        if st.status is not Status.READY:
+        if st.status is not _READY:
             return []
         best: WaitingCall | None = None
         best_key: tuple[int, float, int, str] | None = None  # whole line keys compare like their first three parts
         best_req: Any = None
-        spec = self.roster[agent_id]
-        have, spoken = spec.skills, spec.languages
-        lists = [self._by_skill.get(skill) for skill in have]
-        lists.append(self._by_skill.get(""))
-        ts = now.timestamp()
+        have, spoken = self._caps[agent_id]
+        ts = self._stamp(now)
         cache, calls, missed_by = self._req, self.calls, self.missed_by
-        for line in lists:
+        for line in self._agent_lines[agent_id]:
             if not line:
                 continue
             # A copy: refreshing a stale requirement below may refile the call into another list mid-scan.
@@ -610,11 +697,10 @@ class Router:
                 if call.offered_to is not None:
                     continue
                 hit = cache.get(key[3])
-                if hit is not None and hit[1][4] <= ts < hit[0]:
-                    req = hit[1]
+                if hit is not None and hit[0] <= ts < hit[1]:
+                    req = hit[3]
                 else:
-                    self.requirements(call, now)
-                    req = cache[key[3]][1]
+                    req = self.requirements(call, now)
                 if req[3] and call.preferred_agent != agent_id and self._preferred_could_take(call, req[0], req[1]):
                     continue
                 language = req[1]
@@ -626,7 +712,7 @@ class Router:
                 else:
                     if missed_by and agent_id in missed_by.get(key[3], ()) and self._someone_else(agent_id, req[0], req[1]):
                         continue
-                    best, best_key, best_req = call, key, req[:4]
+                    best, best_key, best_req = call, key, req
                     break
         if best is None:
             return []
@@ -639,32 +725,35 @@ class Router:
         """The preferred-agent window holds a call only for an agent who is logged in and eligible."""
         pid = call.preferred_agent
         st = self.agents.get(pid or "")
-        return st is not None and st.status is not Status.LOGGED_OUT and self._eligible(pid, skills, language)  # type: ignore[arg-type]
+        return st is not None and st.status is not _LOGGED_OUT and self._eligible(pid, skills, language)  # type: ignore[arg-type]
 
     def _someone_else(self, agent_id: str, skills: Any, language: str | None) -> bool:
         return any(aid != agent_id and self._eligible(aid, skills, language) for _, _, aid in self._ready)
 
     def _offer(self, call: WaitingCall, agent_id: str, now: datetime, step: int, skills: Any, language: str | None,
                rule: str, eligible: int) -> list[Decision]:
-        spec = self.queues[call.queue]
+        call_id, queue = call.call_id, call.queue
+        spec = self.queues[queue]
         agent = self.agents[agent_id]
-        new = transition(agent, Status.RESERVED, now, call_id=call.call_id)
-        expires = now + timedelta(seconds=spec.ring_timeout)
-        self.reservations[call.call_id] = Reservation(call.call_id, agent_id, now, expires)
-        self.reserved_agent[agent_id] = call.call_id
-        self.calls[call.call_id] = call._replace(offered_to=agent_id)
-        self._arm(expires, "ring", call.call_id, now)
-        missed = self.missed_by.get(call.call_id)
+        new = transition(agent, _RESERVED, now, call_id=call_id)
+        expires = now + self._seconds(spec.ring_timeout)
+        self.reservations[call_id] = _make(Reservation, (call_id, agent_id, now, expires))
+        self.reserved_agent[agent_id] = call_id
+        self.calls[call_id] = _offered_to(call, agent_id)
+        self._arm(expires, "ring", call_id, now)
+        missed = self.missed_by.get(call_id)
+        # The line key holds `call.since.timestamp()` already (an offered call is always waiting in a line).
+        waited = round(self._stamp(now) - self._line_keys[call_id][1], 1)
         explanation = {  # kept cheap: built on every offer; formatted only when someone asks (`ivr queues explain`)
-            "call": call.call_id, "queue": call.queue, "agent": agent_id, "at": now,
-            "waited": round(now.timestamp() - call.since.timestamp(), 1), "priority": call.priority,
+            "call": call_id, "queue": queue, "agent": agent_id, "at": now,
+            "waited": waited, "priority": call.priority,
             "step": step, "skills": dict(skills), "language": language or "any",
             "strategy": spec.strategy, "rule": rule,
             "eligible_ready_agents": eligible if eligible >= 0 else None,
             "missed_by": sorted(missed) if missed else [],
         }
-        self.explanations.setdefault(call.call_id, []).append(explanation)
-        return [self._set_agent(new, agent, "offered"), Offer(call.call_id, agent_id, call.queue, expires, explanation)]
+        self.explanations.setdefault(call_id, []).append(explanation)
+        return [self._set_agent(new, agent, "offered"), _make(Offer, (call_id, agent_id, queue, expires, explanation))]
 
     def _reservation(self, call_id: str, agent_id: str | None = None,
                      offered_at: datetime | None = None) -> Reservation:
@@ -708,10 +797,10 @@ class Router:
                 (skills, language, _, _), _, _ = self._compute_requirements(call, at)
                 active = ready = 0
                 for aid, st in self.agents.items():
-                    if st.status in (Status.LOGGED_OUT, Status.NOT_READY) or not self._eligible(aid, skills, language):
+                    if st.status in (_LOGGED_OUT, _NOT_READY) or not self._eligible(aid, skills, language):
                         continue
                     active += 1
-                    ready += st.status is Status.READY
+                    ready += st.status is _READY
                 if active:
                     delay = max(0.0, start - waited)
                     if ready >= ahead:
@@ -737,9 +826,9 @@ class Router:
             old = self.agents[aid]
             self.agents[aid] = st
             self._staff_version += 1
-            if old.status is Status.READY:
+            if old.status is _READY:
                 self._index_remove(old)
-            if st.status is Status.READY:
+            if st.status is _READY:
                 self._index_add(st)
         self._seq = itertools.count(max([next_seq] + [c.seq + 1 for c in waiting]))
         for call in sorted(waiting, key=_line_key):
@@ -750,7 +839,7 @@ class Router:
             self._arm_call_timers(call, now)
         for res in reservations:
             agent = self.agents.get(res.agent_id)
-            if not settle and agent is not None and agent.status is Status.RESERVED and res.call_id in self.calls:
+            if not settle and agent is not None and agent.status is _RESERVED and res.call_id in self.calls:
                 # Not a restart (a re-sync after a failed write, or a command-line process): the offer is still
                 # ringing on the agent's phone; keep it, with its ring timeout.
                 self.reservations[res.call_id] = res
@@ -758,13 +847,13 @@ class Router:
                 self.calls[res.call_id] = self.calls[res.call_id]._replace(offered_to=res.agent_id)
                 self._arm(res.expires_at, "ring", res.call_id, res.offered_at)
                 continue
-            if agent is not None and agent.status is Status.RESERVED:
-                new = transition(agent, Status.READY, now)._replace(missed=agent.missed)
+            if agent is not None and agent.status is _RESERVED:
+                new = transition(agent, _READY, now)._replace(missed=agent.missed)
                 out.append(self._set_agent(new, agent, "restart-settled"))
             if res.call_id in self.calls:
                 out.append(CallQueued(self.calls[res.call_id]))
         for agent_id, st in list(self.agents.items()):
-            if st.status is Status.WRAP_UP:
+            if st.status is _WRAP_UP:
                 # Which queue the last call came from is not stored: the longest wrap-up of any queue is the
                 # safe choice (never cut a wrap-up short); the agent can make themselves ready sooner.
                 queue_wrap = max((q.wrap_up for q in self.queues.values()), default=0.0)
@@ -778,6 +867,12 @@ class Router:
 def _filed_under(skills: tuple[tuple[str, int], ...]) -> str:
     """The one skill a call is filed under for free agents: any skill it requires will do (all are needed)."""
     return skills[0][0] if skills else ""
+
+
+def _offered_to(call: WaitingCall, agent_id: str | None) -> WaitingCall:
+    """``call._replace(offered_to=agent_id)`` without ``_replace``'s generic field-by-field rebuild (~2 µs):
+    every offer, answer and ring-out sets this one field, the last."""
+    return _make(WaitingCall, (*call[:-1], agent_id))
 
 
 def _line_key(call: WaitingCall) -> tuple[int, float, int, str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import json
 import math
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -313,6 +315,115 @@ def test_agent_with_no_staffed_time_has_no_occupancy():
     rep = compute_kpis([], evs, start=at(0), end=at(1200))
     assert rep.agents["zed"].occupancy is None and rep.agents["zed"].not_ready_seconds == 600
     assert rep.overall.occupancy is None and rep.overall.staffed_seconds == 0
+
+
+def test_agent_time_is_split_where_the_local_clock_shows_the_hour():
+    ready = [Ev("ana", "logged_out", "ready", None, datetime(2026, 11, 1, 4, 30, tzinfo=UTC)),  # 00:30 EDT
+             Ev("ana", "ready", "logged_out", None, datetime(2026, 11, 1, 7, 30, tzinfo=UTC))]  # 02:30 EST
+    rep = compute_kpis([], ready, by=("hour", "hour_of_day"), tz=NY)
+    assert {k: g.staffed_seconds for k, g in rep.groups["hour"].items()} == {
+        "2026-11-01 00:00": 1800, "2026-11-01 01:00": 3600, "2026-11-01 01:00 (repeated)": 3600,
+        "2026-11-01 02:00": 1800}
+    assert {k: g.staffed_seconds for k, g in rep.groups["hour_of_day"].items()} == {
+        "00:00": 1800, "01:00": 7200, "02:00": 1800}
+    kathmandu = compute_kpis([], ready, by=("hour_of_day",), tz="Asia/Kathmandu")  # UTC+5:45: 10:15 to 13:15
+    assert {k: g.staffed_seconds for k, g in kathmandu.groups["hour_of_day"].items()} == {
+        "10:00": 2700, "11:00": 3600, "12:00": 3600, "13:00": 900}
+
+
+_BUSY, _STAFFED = {"on_call", "wrap_up"}, {"ready", "reserved", "on_call", "wrap_up"}
+
+
+def _name(status: Any) -> str:
+    return str(getattr(status, "value", status))
+
+
+def span_by_span(events: list[Ev], start: datetime | None, end: datetime | None, tz: ZoneInfo) -> dict[str, Any]:
+    """Agent time the plain way, as KPIS.md defines it: one span at a time, cut to the window, and split at
+    each local hour with a time-zone conversion per piece. compute_kpis must give the same floats to the
+    last bit: it adds the same durations in the same order (agent by agent, oldest span first)."""
+    evs = sorted(events, key=lambda e: e.at)
+    horizon = end if end is not None else evs[-1].at
+    by_agent: dict[str, list[Ev]] = {}
+    for e in evs:
+        by_agent.setdefault(e.agent_id, []).append(e)
+    spans = []
+    for agent, mine in by_agent.items():
+        raw = [(_name(e.to_status), e.at, nxt.at) for e, nxt in itertools.pairwise(mine)]
+        if start is not None and mine[0].at > start:
+            raw.insert(0, (_name(mine[0].from_status), start, mine[0].at))
+        if horizon > mine[-1].at:
+            raw.append((_name(mine[-1].to_status), mine[-1].at, horizon))
+        for status, a, b in raw:
+            a, b = max(a, start) if start else a, min(b, end) if end else b
+            if b > a:
+                spans.append((agent, status, a, b))
+    agents: dict[str, dict[str, float]] = {}
+    hours: dict[str, list[float]] = {}  # label -> [busy, staffed]
+    for agent, status, a, b in spans:
+        mine_by_status = agents.setdefault(agent, {})
+        mine_by_status[status] = mine_by_status.get(status, 0.0) + (b - a).total_seconds()
+        while status in _STAFFED and a < b:
+            local = a.astimezone(tz)
+            nxt = min(b, a + timedelta(seconds=3600 - local.minute * 60 - local.second - local.microsecond / 1e6))
+            hour = hours.setdefault(f"{local:%Y-%m-%d %H}:00" + (" (repeated)" if local.fold else ""), [0.0, 0.0])
+            hour[0] += (nxt - a).total_seconds() if status in _BUSY else 0.0
+            hour[1] += (nxt - a).total_seconds()
+            a = nxt
+    return {"busy": sum((b - a).total_seconds() for _, s, a, b in spans if s in _BUSY),
+            "staffed": sum((b - a).total_seconds() for _, s, a, b in spans if s in _STAFFED),
+            "agents": agents, "hours": hours}
+
+
+def random_shifts(rng: random.Random, base: datetime, agents: int = 4, changes: int = 60) -> list[Ev]:
+    """Agents changing status at random, to the microsecond, some at the same instant; shuffled."""
+    statuses = ["ready", "reserved", "on_call", "wrap_up", "not_ready", "logged_out"]
+    events = []
+    for n in range(agents):
+        t, status = base + timedelta(seconds=rng.uniform(-3600, 1800)), "logged_out"
+        for _ in range(changes):
+            t += timedelta(seconds=rng.choice([0.0, rng.expovariate(1 / 600)]))
+            nxt = rng.choice(statuses)
+            events.append(Ev(f"agent{n}", status, Status(nxt) if rng.random() < 0.5 else nxt, f"c{rng.randrange(9)}", t))
+            status = nxt
+    rng.shuffle(events)
+    return events
+
+
+@pytest.mark.parametrize("zone, base", [
+    ("America/New_York", datetime(2026, 11, 1, 4, tzinfo=UTC)),  # the repeated hour
+    ("America/New_York", datetime(2026, 3, 8, 5, tzinfo=UTC)),  # the skipped hour
+    ("Australia/Lord_Howe", datetime(2026, 4, 4, 13, tzinfo=UTC)),  # DST is half an hour
+    ("Asia/Kathmandu", datetime(2026, 11, 23, 3, tzinfo=UTC)),  # UTC+5:45
+])
+def test_agent_time_equals_a_span_by_span_sum_to_the_last_bit(zone: str, base: datetime):
+    tz = ZoneInfo(zone)
+    for seed in range(4):
+        rng = random.Random(seed)
+        events = random_shifts(rng, base)
+        windows = [(None, None), (base, base + timedelta(hours=5)),
+                   (base + timedelta(seconds=rng.uniform(0, 3600)), None)]
+        for start, end in windows:
+            want = span_by_span(events, start, end, tz)
+            rep = compute_kpis([], events, by=("hour",), tz=tz, start=start, end=end)
+            assert (rep.overall.busy_seconds, rep.overall.staffed_seconds) == (want["busy"], want["staffed"])
+            for agent, by_status in want["agents"].items():
+                got = rep.agents[agent]
+                assert got.busy_seconds == sum(v for s, v in by_status.items() if s in _BUSY)
+                assert got.staffed_seconds == sum(v for s, v in by_status.items() if s in _STAFFED)
+                assert got.not_ready_seconds == by_status.get("not_ready", 0.0)
+            assert set(rep.agents) == set(want["agents"])
+            assert {k: [g.busy_seconds, g.staffed_seconds] for k, g in rep.groups["hour"].items()} == want["hours"]
+
+
+def test_agent_time_over_more_than_a_year_is_split_the_slow_way():
+    events = [Ev("ana", "logged_out", "ready", None, datetime(2025, 1, 1, 10, 17, 3, 5, tzinfo=UTC)),
+              Ev("ana", "ready", "on_call", "c1", datetime(2026, 6, 1, 10, 0, 1, tzinfo=UTC)),
+              Ev("ana", "on_call", "logged_out", None, datetime(2026, 6, 1, 12, 30, tzinfo=UTC))]
+    want = span_by_span(events, None, None, NY)
+    rep = compute_kpis([], events, by=("hour",), tz=NY)
+    assert len(rep.groups["hour"]) == len(want["hours"]) > 12_000
+    assert {k: [g.busy_seconds, g.staffed_seconds] for k, g in rep.groups["hour"].items()} == want["hours"]
 
 
 # ====================================================================== statistics

@@ -114,6 +114,9 @@ class Router:
         self._step_reqs: dict[tuple[Any, ...], tuple[QueueSpec, tuple[tuple[str, int], ...]]] = {}
         self._stamp_at: datetime | None = None  # the datetime `_stamp` last converted, and its timestamp
         self._stamp_ts = 0.0
+        # agent -> (status, reason) to take when their current call is over ("not ready after this call"):
+        # taken *instead of* ready, so no waiting call can be offered in between (see `after_call`).
+        self.after_call_to: dict[str, tuple[Status, str | None]] = {}
 
     # ================================================================== agents
 
@@ -153,6 +156,34 @@ class Router:
         out.append(CallQueued(self.calls[call_id]))
         return out + self._match_call(call_id, now)
 
+    def after_call(self, agent_id: str, to: Status, now: datetime, *, reason: str | None = None) -> list[Decision]:
+        """Pause (``NOT_READY`` with ``reason``) or log out when the agent's current call and wrap-up end.
+
+        Why not a plain pause at the end of wrap-up: the wrap-up timer makes the agent ready and offers
+        them the next waiting call in the same step, so under load an agent asking for a break (or a
+        shift ending) would never get one while anyone waits. Real ACDs call this "not ready after call".
+        An agent who is not busy (ready, not ready) moves at once. A later explicit change (ready, pause,
+        logout) replaces the request; a ringing agent whose caller leaves or who lets it ring out moves then.
+        """
+        if to is not _NOT_READY and to is not _LOGGED_OUT:
+            raise IllegalTransition(f"after a call an agent can only pause or log out, not go {to.value}",
+                                    details={"agent": agent_id, "to": to.value})
+        status = self._agent(agent_id).status
+        if status is _RESERVED or status is _ON_CALL or status is _WRAP_UP:
+            if to is _NOT_READY:
+                transition(AgentState(agent_id, _READY), _NOT_READY, now, reason=reason)  # refuses a bad reason now
+            out = self._due(now)
+            if self.agents[agent_id].status in (_RESERVED, _ON_CALL, _WRAP_UP):  # the timers did not free them
+                self.after_call_to[agent_id] = (to, reason)
+                return out
+            return out + self._after_call_now(agent_id, to, now, reason)
+        return self._after_call_now(agent_id, to, now, reason)
+
+    def _after_call_now(self, agent_id: str, to: Status, now: datetime, reason: str | None) -> list[Decision]:
+        if to is _LOGGED_OUT:
+            return self.logout(agent_id, now)
+        return self.pause(agent_id, reason or "other", now)
+
     def _logged_in(self, agent_id: str) -> None:
         if self._agent(agent_id).status is _LOGGED_OUT:
             raise IllegalTransition(f"agent {agent_id} is logged out; log in first (`ivr agents login {agent_id}`)",
@@ -169,6 +200,8 @@ class Router:
         # here would let a later timer act before this one finishes (a ring-out and a timeout in one tick).
         out: list[Decision] = self._due(now) if catch_up else []
         old = self._agent(agent_id)
+        if self.after_call_to and cause != "after-call":
+            self.after_call_to.pop(agent_id, None)  # an explicit change replaces "not ready after this call"
         if old.status is _RESERVED:
             # Only the router moves a ringing agent (answer, ring-no-answer, caller gone): a pause or logout
             # now would leave the call's reservation behind and let the agent be offered a second call.
@@ -471,6 +504,10 @@ class Router:
         if kind == "wrap":
             agent = self.agents.get(key)
             if agent is not None and agent.status is _WRAP_UP and agent.since == token:  # not a stale wrap-up
+                after = self.after_call_to.pop(key, None) if self.after_call_to else None
+                if after is not None:  # straight to the pause or logout asked for: never ready in between
+                    out = self._agent_to(key, after[0], now, "after-call", reason=after[1], catch_up=False)
+                    return out + self._fail_unservable(now) if after[0] is _LOGGED_OUT else out
                 return self._agent_to(key, _READY, now, "wrap-up-ended", catch_up=False)
             return []
         call = self.calls.get(key)
@@ -680,6 +717,10 @@ class Router:
         st = self.agents[agent_id]
         if st.status is not _READY:
             return []
+        if self.after_call_to and agent_id in self.after_call_to:  # freed from a ring: the pause comes first
+            to, reason = self.after_call_to.pop(agent_id)
+            out = self._agent_to(agent_id, to, now, "after-call", reason=reason, catch_up=False)
+            return out + self._fail_unservable(now) if to is _LOGGED_OUT else out
         best: WaitingCall | None = None
         best_key: tuple[int, float, int, str] | None = None  # whole line keys compare like their first three parts
         best_req: Any = None

@@ -410,10 +410,6 @@ def test_agent_on_a_call_at_shift_end_logs_out_after_the_call_and_wrap_up(tiny: 
     assert out.unfinished == 0 and {r.outcome for r in out.records} == {"agent", "abandoned"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a break or the end of a shift that falls during a call waits for wrap-up, "
-                   "but when wrap-up ends the router's wrap timer fires before the engine's pending action "
-                   "(same instant, scheduled earlier) and offers the next waiting call: under load an agent "
-                   "never takes the break or logs out until the queue is empty")
 def test_a_busy_agent_takes_the_break_and_logs_out_right_after_the_current_call(tiny: Path):
     # Overloaded: a call a minute for two agents on 10-minute calls; callers wait up to 90 minutes.
     spec = tiny_scenario(arrivals={"09:00": 60}, patience={"dist": "fixed", "mean": 5400},
@@ -504,9 +500,6 @@ def test_warm_up_leaves_the_first_calls_out_of_the_kpis(tiny: Path):
     assert any("warm-up" in n for n in summarize_day(warm, [warm_rep]).notes)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an 'h' token during a recording is ignored by the day simulator "
-                   "(ivr simulate hangs up mid-recording; scenarios/README.md says recordings are carried out as "
-                   "ivr simulate does): the caller records in full, hears the goodbye and the engine hangs up")
 def test_hanging_up_during_a_recording_as_ivr_simulate_does(tiny: Path):
     spec = clinic_scenario(arrivals={"09:00": 20}, mix=[{"name": "refill_hangs_up", "share": 1,
                                                           "keys": "2 04121980# h"}])

@@ -243,6 +243,58 @@ def test_wrap_up_then_next_call():
     assert offers(r.tick(t(145))) == [("c2", "a")]
 
 
+def test_pause_after_call_skips_ready_even_with_callers_waiting():
+    # "Not ready after this call": when wrap-up ends the agent goes on break, not to the next caller.
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=45)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c1", "sched", t(0))
+    r.answered("c1", t(5))
+    r.enqueue("c2", "sched", t(10))
+    assert r.after_call("a", Status.NOT_READY, t(20), reason="lunch") == []
+    assert r.agents["a"].status is Status.ON_CALL  # nothing happens to the call in progress
+    r.call_ended("a", t(100))
+    d = r.tick(t(145))
+    assert offers(d) == [] and [(x.state.status, x.state.reason, x.cause) for x in d if isinstance(x, AgentChanged)] == [
+        (Status.NOT_READY, "lunch", "after-call")]
+    assert "a" not in r.after_call_to and r.calls["c2"].offered_to is None
+    assert offers(r.ready("a", t(1000))) == [("c2", "a")]
+
+
+def test_logout_after_call_and_an_explicit_change_replaces_the_request():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=0)}
+    r = router(q, agent("a", scheduling=5), agent("b", scheduling=5))
+    r.enqueue("c1", "sched", t(0))  # a
+    r.answered("c1", t(1))
+    r.after_call("a", Status.LOGGED_OUT, t(2))
+    r.call_ended("a", t(50))
+    r.tick(t(50))
+    assert r.agents["a"].status is Status.LOGGED_OUT
+    r.enqueue("c2", "sched", t(60))  # b
+    r.answered("c2", t(61))
+    r.after_call("b", Status.NOT_READY, t(62), reason="break")
+    r.call_ended("b", t(70))
+    r.ready("b", t(70))  # wrap-up cut short by the agent: the pending break is dropped
+    assert r.agents["b"].status is Status.READY and "b" not in r.after_call_to
+
+
+def test_pause_after_call_when_free_or_freed_by_a_caller_leaving():
+    r = router(Q, agent("a", scheduling=5))
+    assert [x.state.status for x in r.after_call("a", Status.NOT_READY, t(1), reason="break")
+            if isinstance(x, AgentChanged)] == [Status.NOT_READY]  # not busy: at once
+    r.ready("a", t(2))
+    r.enqueue("c1", "sched", t(3))  # rings a
+    r.enqueue("c2", "sched", t(3.5))
+    r.after_call("a", Status.NOT_READY, t(4), reason="meeting")
+    d = r.abandon("c1", t(5))  # the caller hangs up while a's phone rings: a pauses, c2 is not offered to a
+    assert offers(d) == [] and r.agents["a"].status is Status.NOT_READY and r.agents["a"].reason == "meeting"
+    with pytest.raises(IllegalTransition):
+        r.after_call("a", Status.READY, t(6))
+    r.ready("a", t(7))
+    r.enqueue("c3", "sched", t(7))
+    with pytest.raises(IllegalTransition, match="reason"):
+        r.after_call("a", Status.NOT_READY, t(8), reason="nap")
+
+
 def test_free_agent_is_fair_across_queues():
     q = {"billing": QueueSpec(skills={"billing": 1}), "sched": QueueSpec(skills={"scheduling": 1})}
     r = router(q, agent("both", billing=5, scheduling=5), ready=False)

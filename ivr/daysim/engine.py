@@ -228,9 +228,7 @@ class _Day:
         self.records: list[CallRecord] = []
         self.agent_events: list[AgentEvent] = []
         self.call_events: list[CallEvent] = []
-        self.pending: dict[str, list[tuple[str, Any]]] = {}  # agent -> actions waiting for the current call to end
-        self.agent_queue: dict[str, str] = {}  # agent -> queue of the call they are on
-        self.wrap_end: dict[str, float] = {}  # agent -> when their current wrap-up ends
+        self.break_length: dict[str, float] = {}  # agent -> seconds of the break asked for and not yet started
         self.tick_at = float("inf")
         self.now = 0.0
         self.arrivals = 0
@@ -346,7 +344,12 @@ class _Day:
             self.push(t + TRANSFER_SECONDS, _EVENT, call, (E.TransferResult, (True,)))
         elif typ is C.Record:
             secs = min(self.record_seconds, cmd.max_length)
-            self.push(t + secs, _EVENT, call, (E.RecordingFinished, (secs,)))
+            tokens = call.tokens
+            if tokens and tokens[0] in ("h", "H"):  # as `ivr simulate`: hangs up halfway through the message
+                tokens.pop(0)
+                self.push(t + secs / 2, _HANGUP, call)
+            else:
+                self.push(t + secs, _EVENT, call, (E.RecordingFinished, (secs,)))
         elif typ is C.RequestCallback:
             self._callback(call, cmd, t)
         elif typ is C.CallHook:
@@ -508,7 +511,6 @@ class _Day:
         now = self.at(t)
         queue = self.router.calls[call_id].queue
         self._decide(self.router.answered(call_id, now, agent_id=agent, offered_at=offered_at), t)
-        self.agent_queue[agent] = queue
         cb = self.callbacks.pop(call_id, None)
         if cb is not None:  # the agent rings the patient back and talks
             self.callbacks_served += 1
@@ -526,11 +528,6 @@ class _Day:
     def _on_talk_end(self, t: float, call: _Call | None, agent: str) -> None:
         now = self.at(t)
         self._decide(self.router.call_ended(agent, now), t)
-        queue = self.agent_queue.pop(agent, None)
-        wrap = self.router.queues[queue].wrap_up if queue in self.router.queues else 0.0
-        self.wrap_end[agent] = t + wrap
-        if self.pending.get(agent):  # a break or the end of the shift: right after wrap-up
-            self.push(t + wrap, _AGENT, agent, ("pending", None))
         if call is None or call.done:
             return
         call.agent_ended_at = now
@@ -540,41 +537,32 @@ class _Day:
             self.push(t + HANG_UP_AFTER_AGENT, _HANGUP, call)
 
     def _on_agent(self, t: float, agent: str, action: tuple[str, Any]) -> None:
-        kind, arg = action
-        if kind == "pending":
-            todo = self.pending.get(agent)
-            if todo and self.router.agents[agent].status in (Status.WRAP_UP, Status.READY):
-                self._agent_do(agent, *todo.pop(0), t)
-            return
-        self._agent_do(agent, kind, arg, t)
+        """Log in, pause, make ready or log out, as the agent's shift and breaks say.
 
-    def _agent_do(self, agent: str, kind: str, arg: Any, t: float) -> None:
-        """Log in, pause, make ready or log out; a pause or logout waits for the agent's call and wrap-up to end."""
+        A break or the end of the shift that finds the agent busy (ringing, on a call, in wrap-up) is
+        handed to the router as "not ready after this call" (:meth:`Router.after_call`): the router then
+        pauses or logs the agent out when the wrap-up ends, instead of making them ready and offering the
+        next waiting call in the same instant. The break still lasts its full length from then on.
+        """
+        kind, arg = action
         r = self.router
         status = r.agents[agent].status
         now = self.at(t)
         if kind == "login":
             if status is Status.LOGGED_OUT:
                 self._decide(r.login(agent, now), t)
-            return
-        if kind == "ready":
+        elif kind == "ready":
             if status is Status.NOT_READY:
                 self._decide(r.ready(agent, now), t)
+        elif status is Status.LOGGED_OUT:
             return
-        if status in (Status.RESERVED, Status.ON_CALL):
-            self.pending.setdefault(agent, []).append((kind, arg))  # at the end of the call (_on_talk_end)
-            return
-        if status is Status.WRAP_UP and self.wrap_end.get(agent, t) > t:
-            self.pending.setdefault(agent, []).append((kind, arg))
-            self.push(self.wrap_end[agent], _AGENT, agent, ("pending", None))
-            return
-        if kind == "pause" and status is not Status.LOGGED_OUT:
+        elif kind == "pause":
             reason, secs = arg
-            self._decide(r.pause(agent, reason, now), t)
-            self.push(t + secs, _AGENT, agent, ("ready", None))
-        elif kind == "logout" and status is not Status.LOGGED_OUT:
-            self.pending.pop(agent, None)
-            self._decide(r.logout(agent, now), t)
+            self.break_length[agent] = secs
+            self._decide(r.after_call(agent, Status.NOT_READY, now, reason=reason), t)
+        elif kind == "logout":
+            self.break_length.pop(agent, None)
+            self._decide(r.after_call(agent, Status.LOGGED_OUT, now), t)
 
     def _on_tick(self, t: float, ts: float, _b: Any) -> None:
         if ts != self.tick_at:
@@ -586,14 +574,15 @@ class _Day:
 
     def _decide(self, decisions: list[Any], t: float) -> None:
         r = self.router
-        became_ready: list[str] = []
         for d in decisions:
             typ = type(d)
             if typ is AgentChanged:
                 st = d.state
                 self.agent_events.append(AgentEvent(st.agent_id, d.previous, st.status.value, st.call_id, st.since))
-                if st.status is Status.READY and self.pending.get(st.agent_id):
-                    became_ready.append(st.agent_id)
+                if st.status is Status.NOT_READY and st.reason != "no-answer":  # a break starts: now, or after a call
+                    secs = self.break_length.pop(st.agent_id, None)
+                    if secs is not None:
+                        self.push(t + secs, _AGENT, st.agent_id, ("ready", None))
             elif typ is Offer:
                 res = r.reservations.get(d.call_id)
                 if res is not None and res.agent_id == d.agent_id:
@@ -609,10 +598,6 @@ class _Day:
                     self.callbacks.pop(d.call_id, None)
             elif typ is Overflowed:
                 self.call_events.append(CallEvent(d.call_id, d.from_queue, "overflowed", self.at(t)))
-        for agent in became_ready:
-            todo = self.pending.get(agent)
-            if todo and r.agents[agent].status is Status.READY:
-                self._agent_do(agent, *todo.pop(0), t)
         ts = r.next_wakeup_ts()
         if ts is not None and ts < self.tick_at:
             self.tick_at = ts

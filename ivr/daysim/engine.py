@@ -26,6 +26,7 @@ loop stays lean (no transcript, no closures per call, types compared by identity
 from __future__ import annotations
 
 import bisect
+import gc
 import heapq
 import itertools
 import random
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, NamedTuple
 
-from agents.state import Status
+from agents.state import AgentState, Status
 from ivr import commands as C
 from ivr import events as E
 from ivr.daysim.scenario import Dist, LoadedScenario, Sampler, ScenarioInvalid, clock_minutes, day_start_utc, local_offset
@@ -42,7 +43,7 @@ from ivr.schema import CallbackNode, QueueNode
 from ivr.simulate import BARGE_AFTER, KEY_GAP, THINK, parse_keys
 from ivr.timing import PromptDurations
 from ivr.tree import CallTree, load_tree
-from routing.model import AgentChanged, CallLeft, Offer, Overflowed, QueueFailed
+from routing.model import AgentChanged, CallLeft, Offer, Overflowed, QueueFailed, Reservation
 from routing.queues import QueueSpec, load_queues
 from routing.router import Router
 from routing.store import CallRecord
@@ -61,6 +62,13 @@ _SILENT = frozenset({".", "h", "H"})
 UTC = timezone.utc
 heappush = heapq.heappush
 PromptFinished, Digit = E.PromptFinished, E.Digit
+_NOT_READY = Status.NOT_READY  # a module constant: enum members are looked up through a metaclass (~0.2 µs)
+_STATUS_VALUE = {s: s.value for s in Status}  # ``status.value`` goes through a descriptor (~0.3 µs)
+_make = tuple.__new__  # builds a NamedTuple from a tuple without its Python-level ``__new__``
+# `_decide` reads these by position (an attribute of a NamedTuple is a descriptor call per read).
+assert Offer._fields[:2] == ("call_id", "agent_id") and Reservation._fields[1:3] == ("agent_id", "offered_at")
+assert AgentChanged._fields == ("state", "previous", "cause") and CallLeft._fields[:2] == ("call_id", "queue")
+assert AgentState._fields[:5] == ("agent_id", "status", "since", "reason", "call_id") and CallLeft._fields[3] == "at"
 
 
 class AgentEvent(NamedTuple):
@@ -253,6 +261,22 @@ class _Day:
         return _fromts(self.base_ts + t, timezone.utc)
 
     def run(self) -> DayOutcome:
+        """The day, with the cyclic garbage collector paused.
+
+        Why: everything a day builds (call records, agent and queue events, the router's explanations)
+        stays alive until the day ends, so the collector's full passes only walk an ever larger heap and
+        free nothing (measured on the 12-hour benchmark day: 5 gen-2 passes, 0 objects collected, 15-30 %
+        of the run). Reference counting still frees everything short-lived; the collector resumes after.
+        """
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _run(self) -> DayOutcome:
         m = self.m
         for aid, start, end, breaks in m.shifts:
             self.push(start, _AGENT, aid, ("login", None))
@@ -577,18 +601,19 @@ class _Day:
         for d in decisions:
             typ = type(d)
             if typ is AgentChanged:
-                st = d.state
-                self.agent_events.append(AgentEvent(st.agent_id, d.previous, st.status.value, st.call_id, st.since))
-                if st.status is Status.NOT_READY and st.reason != "no-answer":  # a break starts: now, or after a call
-                    secs = self.break_length.pop(st.agent_id, None)
+                st, previous, _ = d
+                agent_id, status, since, reason, call_id = st[:5]
+                self.agent_events.append(_make(AgentEvent, (agent_id, previous, _STATUS_VALUE[status], call_id, since)))
+                if status is _NOT_READY and reason != "no-answer" and self.break_length:  # a break starts
+                    secs = self.break_length.pop(agent_id, None)
                     if secs is not None:
-                        self.push(t + secs, _AGENT, st.agent_id, ("ready", None))
+                        self.push(t + secs, _AGENT, agent_id, ("ready", None))
             elif typ is Offer:
-                res = r.reservations.get(d.call_id)
-                if res is not None and res.agent_id == d.agent_id:
-                    self.push(t + self.answer_after, _ANSWER, d.call_id, (d.agent_id, res.offered_at))
+                res = r.reservations.get(d[0])
+                if res is not None and res[1] == d[1]:
+                    heappush(self.heap, (t + self.answer_after, next(self.seq), _ANSWER, d[0], (d[1], res[2])))
             elif typ is CallLeft:
-                self.call_events.append(CallEvent(d.call_id, d.queue, "left", d.at))
+                self.call_events.append(_make(CallEvent, (d[0], d[1], "left", d[3])))
             elif typ is QueueFailed:
                 self.call_events.append(CallEvent(d.call_id, d.queue, "queue_failed", self.at(t)))
                 call = self.calls.get(d.call_id)

@@ -32,14 +32,15 @@ def add_agent_api(app: web.Application, routing: Any, *, token: str | None,
     """The operations API for agent state: what agents' desktop apps and supervisors call.
 
     ``GET /api/agents``; ``POST /api/agents/{id}/login|ready|pause|logout`` (pause takes ``reason``,
-    one of the not-ready reasons). Every request needs ``Authorization: Bearer <IVR_API_TOKEN>``; with no
+    one of the not-ready reasons; pause and logout take ``after_call: true`` to happen when the agent's
+    current call and wrap-up end, never letting the router offer another call in between). Every request needs ``Authorization: Bearer <IVR_API_TOKEN>``; with no
     token configured the API answers 503. Changes go through the live engine's router, so an agent made
     ready is offered a waiting call at once, on Asterisk or Twilio (``fan_out`` hands the decisions to
     the adapters).
     """
     import hmac
 
-    from agents.state import NOT_READY_REASONS
+    from agents.state import NOT_READY_REASONS, Status
     from ivr.errors import IvrError
 
     def authorized(request: web.Request) -> None:
@@ -51,8 +52,10 @@ def add_agent_api(app: web.Application, routing: Any, *, token: str | None,
                                        headers={"WWW-Authenticate": 'Bearer realm="ivr"'})
 
     def state_json(st: Any) -> dict[str, Any]:
+        after = routing.router.after_call_to.get(st.agent_id)
         return {"agent": st.agent_id, "status": st.status.value, "reason": st.reason,
-                "since": st.since.isoformat() if st.since else None, "missed": st.missed}
+                "since": st.since.isoformat() if st.since else None, "missed": st.missed,
+                "after_call": {"status": after[0].value, "reason": after[1]} if after else None}
 
     async def list_agents(request: web.Request) -> web.Response:
         authorized(request)
@@ -64,16 +67,31 @@ def add_agent_api(app: web.Application, routing: Any, *, token: str | None,
         if agent not in routing.router.agents:
             return web.json_response({"error": "E-AGENT-UNKNOWN", "message": f"no agent {agent!r} in the roster"},
                                      status=404)
-        args: tuple[Any, ...] = (agent,)
+        body: Any = {}
+        if request.can_read_body:
+            try:
+                body = await request.post() if request.content_type != "application/json" else await request.json()
+            except ValueError:
+                return web.json_response({"error": "E-API-BODY", "message": "the body is not valid JSON"}, status=400)
+            if not hasattr(body, "get"):
+                return web.json_response({"error": "E-API-BODY", "message": "send a JSON object or a form"},
+                                         status=400)
+        after_call = str(body.get("after_call", "")).lower() in ("1", "true", "yes")
+        reason: str | None = None
         if action == "pause":
-            body = await request.post() if request.content_type != "application/json" else await request.json()
             reason = str(body.get("reason", ""))
             if reason not in NOT_READY_REASONS:
                 return web.json_response({"error": "E-AGENT-REASON", "message": "reason must be one of "
                                           + ", ".join(NOT_READY_REASONS)}, status=400)
-            args = (agent, reason)
+        if after_call and action not in ("pause", "logout"):
+            return web.json_response({"error": "E-API-AFTER-CALL", "message": "after_call applies to pause and "
+                                      "logout only"}, status=400)
         try:
-            decisions = await getattr(routing, action)(*args)
+            if after_call:  # "not ready after this call": at once if the agent is free, else when wrap-up ends
+                to = Status.NOT_READY if action == "pause" else Status.LOGGED_OUT
+                decisions = await routing.after_call(agent, to, reason=reason)
+            else:
+                decisions = await getattr(routing, action)(*((agent, reason) if action == "pause" else (agent,)))
         except IvrError as exc:
             if fan_out is not None:
                 fan_out(getattr(exc, "due", []))

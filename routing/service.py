@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from agents.roster import AgentSpec, load_roster
-from agents.state import AgentState
+from agents.state import AgentState, Status
 from routing.model import Decision
 from routing.queues import QueueSpec, load_queues
 from routing.router import Router
@@ -149,6 +149,10 @@ class RoutingService:
 
     async def pause(self, agent_id: str, reason: str) -> list[Decision]:
         return await self._do(lambda now: self.router.pause(agent_id, reason, now))
+
+    async def after_call(self, agent_id: str, to: Status, *, reason: str | None = None) -> list[Decision]:
+        """Pause or log out when the current call and its wrap-up end (:meth:`Router.after_call`)."""
+        return await self._do(lambda now: self.router.after_call(agent_id, to, now, reason=reason))
 
     async def unavailable(self, agent_id: str, reason: str = "offline") -> list[Decision]:
         return await self._do(lambda now: self.router.unavailable(agent_id, now, reason=reason))

@@ -178,6 +178,18 @@ def test_the_agent_api_is_authenticated_and_changes_state_through_the_live_route
                 async with s.post(url + "/api/agents/ana.lopez/pause", headers=auth, json={"reason": "lunch"}) as r:
                     body = await r.json()
                     assert r.status == 200 and (body["status"], body["reason"]) == ("not_ready", "lunch")
+                async with s.post(url + "/api/agents/ana.lopez/ready", headers=auth) as r:
+                    assert r.status == 200 and (await r.json())["after_call"] is None
+                # "After this call" for a free agent happens at once (the router test covers a busy one).
+                async with s.post(url + "/api/agents/ana.lopez/pause", headers=auth,
+                                  data={"reason": "lunch", "after_call": "true"}) as r:
+                    body = await r.json()
+                    assert r.status == 200 and (body["status"], body["reason"]) == ("not_ready", "lunch")
+                async with s.post(url + "/api/agents/ana.lopez/ready", headers=auth, json={"after_call": True}) as r:
+                    assert r.status == 400 and (await r.json())["error"] == "E-API-AFTER-CALL"
+                async with s.post(url + "/api/agents/ana.lopez/ready", data=b"{nope",
+                                  headers={**auth, "Content-Type": "application/json"}) as r:
+                    assert r.status == 400 and (await r.json())["error"] == "E-API-BODY"
                 async with s.post(url + "/api/agents/ben.carter/ready", headers=auth) as r:
                     assert r.status == 409 and (await r.json())["error"] == "E-AGENT-TRANSITION"  # logged out
                 async with s.post(url + "/api/agents/nobody/login", headers=auth) as r:

@@ -266,3 +266,34 @@ def test_a_failed_write_resyncs_without_re_offering_ringing_calls(tmp_path: Path
     assert before == after  # same offer, same expiry: still ringing
     assert a1 is Status.LOGGED_OUT  # the refused login was rolled back in memory too
     assert "restart-settled" not in events
+
+
+def test_pause_after_call_is_committed_with_the_wrap_up_end(tmp_path: Path):
+    """The pause asked for during a call is stored when wrap-up ends, and no offer is stored in between."""
+    async def go():
+        agents, queues = config(tmp_path)
+        url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+        clock = FakeClock(T0)
+        svc = await RoutingService.open(agents, queues, url=url, clock=clock)
+        try:
+            await svc.login("a3")  # the only agent logged in
+            await svc.enqueue("c1", "common")
+            call_id, agent = "c1", "a3"
+            assert svc.router.reservations[call_id].agent_id == agent
+            await svc.answered(call_id)
+            await svc.enqueue("c2", "common")  # waits: the only ready-able agent is on c1
+            assert await svc.after_call(agent, Status.NOT_READY, reason="break") == []
+            await svc.call_ended(agent)  # 'common' has no wrap-up: the pause starts at the next tick
+            await svc.tick()
+            assert (svc.router.agents[agent].status, svc.router.agents[agent].reason) == (Status.NOT_READY, "break")
+            assert svc.router.calls["c2"].offered_to is None
+        finally:
+            await svc.close()
+        svc = await RoutingService.open(agents, queues, url=url, clock=clock)  # what the store holds
+        try:
+            assert (svc.router.agents[agent].status, svc.router.agents[agent].reason) == (Status.NOT_READY, "break")
+            assert "c2" in svc.router.calls and not svc.router.reservations
+        finally:
+            await svc.close()
+
+    asyncio.run(go())

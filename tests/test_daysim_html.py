@@ -12,6 +12,7 @@ import pytest
 
 from ivr.daysim.html import CHART_IDS, render_html, write_html
 from ivr.daysim.results import METRICS, DaySummary, Estimate, WaitHistogram
+from routing.kpis import NO_QUEUE
 
 HOURS = [f"{h:02d}:00" for h in range(8, 18)]  # 08:00 ... 17:00
 QUEUES = ("scheduling", "billing", "nurse_line")
@@ -181,6 +182,15 @@ def test_tables_show_mean_and_interval_per_queue_skill_hour_and_agent():
     assert "<td>18.4 s [16.3–20.5]</td>" in hour_table
     agent_table = re.search(r'<section id="table-agents">(.*?)</section>', page, flags=re.S).group(1)
     assert "<td>eli.stone</td>" in agent_table and "<td>95.0 % [92.0–98.0]</td>" in agent_table
+
+
+def test_calls_that_never_queued_are_the_last_queue_row_with_a_plain_name():
+    summary = realistic()
+    first = next(iter(summary.groups["queue"].values()))
+    summary.groups["queue"] = {NO_QUEUE: first, **summary.groups["queue"]}
+    queue_table = re.search(r'<section id="table-queue">(.*?)</section>', render_html(summary), flags=re.S).group(1)
+    keys = re.findall(r"<tr><td>([^<]*)</td>", queue_table)
+    assert keys[-1] == "IVR only (never queued)" and NO_QUEUE not in keys and keys[:-1] == list(QUEUES)
 
 
 def test_notes_and_the_definitions_pointer_are_at_the_bottom():

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.daysim.results import DaySummary, Estimate
+from routing.kpis import NO_QUEUE
+
+IVR_ONLY = "IVR only (never queued)"  # the queue table's row for NO_QUEUE
 
 __all__ = ["CHART_IDS", "render_html", "write_html"]
 
@@ -658,6 +661,8 @@ def _group_section(summary: DaySummary, grouping: str, heading: str, key_label: 
     """One grouping's table, or a line saying the summary has none (skills need the queue configuration)."""
     keyed = summary.groups.get(grouping) or {}
     rows = sorted(keyed.items()) if grouping == "hour_of_day" else list(keyed.items())
+    if grouping == "queue":  # calls that never reached a queue: last, and named for a manager, not a programmer
+        rows = [r for r in rows if r[0] != NO_QUEUE] + [(IVR_ONLY, m) for k, m in rows if k == NO_QUEUE]
     section_id = f"table-{grouping.replace('_', '-')}"
     if not rows:
         return (f'<section id="{section_id}"><h3>{_esc(heading)}</h3>'

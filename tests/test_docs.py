@@ -29,3 +29,22 @@ def test_readme_example_tree_validates_clean_and_its_flow_tests_pass(tmp_path: P
     result = run_file(tmp_path / "lakeside.tests.yaml")
     assert result.passed, [(s.name, s.failures) for s in result.scenarios]
     assert len(result.scenarios) == 4
+
+
+def test_the_sample_report_is_what_simulate_day_makes_today(tmp_path: Path, monkeypatch):
+    """scenarios/samples/ holds the clinic Monday's report for people who want to see one without
+    running anything; it must not drift from what the command makes. If this fails after a deliberate
+    change, regenerate it with the command in scenarios/README.md ("A sample report")."""
+    from typer.testing import CliRunner
+
+    from ivr.cli import app
+
+    monkeypatch.chdir(ROOT)
+    html, csv = tmp_path / "r.html", tmp_path / "r.csv"
+    res = CliRunner().invoke(app, ["simulate-day", "scenarios/clinic-monday.yaml", "--html", str(html), "--csv",
+                                   str(csv), "--no-progress", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    samples = ROOT / "scenarios" / "samples"
+    assert csv.read_text(encoding="utf-8") == (samples / "clinic-monday.csv").read_text(encoding="utf-8")
+    assert html.read_text(encoding="utf-8") == (samples / "clinic-monday.html").read_text(encoding="utf-8")
+    assert (samples / "clinic-monday.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

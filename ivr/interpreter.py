@@ -119,6 +119,12 @@ _F_outcome = 16
 _F_now = 17
 assert all(globals()["_F_" + name] == i for i, name in enumerate(CallState._fields)), "update the _F_ constants"
 _tuple_new = tuple.__new__
+# Every call starts with only the caller's number marked sensitive: one shared (immutable) set, not one per call.
+_CALLER_SENSITIVE = frozenset({"caller"})
+# `Interpreter.start` builds a CallState by position: it lists these fields, in this order.
+assert CallState._fields == ("call_id", "started_at", "caller", "language", "node", "phase", "vars", "sensitive",
+                             "digits", "swallow", "last_key_at", "attempts", "prompt_id", "request_id", "ticket",
+                             "trace", "outcome", "now"), "update Interpreter.start"
 
 
 def mask_number(number: str | None) -> str:
@@ -166,6 +172,14 @@ class _UntracedStep(_Step):
 
     __slots__ = ()
 
+    def __init__(self, state: CallState, at: datetime) -> None:  # as _Step's, without the trace list nobody fills
+        v = list(state)
+        v[_F_now] = at
+        self.s = state
+        self.v = v
+        self.cmds = []
+        self.at = at
+
     def log(self, node: str, kind: str, /, **detail: Any) -> None:
         pass
 
@@ -192,11 +206,14 @@ class Interpreter:
         # Read on most steps; the spec is a frozen model held for the interpreter's life, so these cannot change.
         self._human = self.spec.human
         self._emergency_notice = self.spec.emergency_notice
+        self._languages = self.spec.languages
+        self._default_language = self.spec.language  # a property (computed on every read)
+        self._start = self.spec.start
         self._parts: dict[str, list[Any]] = {}  # say/play nodes as prompt parts, built once
         self._item_cache: dict[tuple[int, str], Any] = {}  # (id(part), language) -> prompt item without variables
         self._prompt_cache: dict[tuple[int, str], tuple[Any, ...]] = {}  # (id(tree's parts list), language) -> items
         self._collect: dict[str, C.Collect] = {}  # node id -> what to listen for (the same on every visit)
-        self._queue_consts: dict[str, tuple[tuple[tuple[str, int], ...], tuple[str, ...]]] = {}  # node id -> (skills, keys)
+        self._queue_consts: dict[str, tuple[Any, ...]] = {}  # queue node id -> its settings (see `_queue_start`)
         self._templates: dict[str, list[str]] = {}  # template -> _TEMPLATE.split(template): text, name, text, ...
         self._enter_by_type: dict[type, Any] = {
             SayNode: self._enter_speech, PlayNode: self._enter_speech, MenuNode: self._menu_start,
@@ -225,20 +242,21 @@ class Interpreter:
 
     def start(self, event: E.CallStarted) -> tuple[CallState, list[Any]]:
         """Begin a call: answer, then run until the first thing that waits for the caller."""
-        lang = event.language if event.language in self.spec.languages else self.spec.language
-        state = CallState(
-            call_id=event.call_id,
-            started_at=event.at,
-            caller=event.caller,
-            language=lang,
-            vars={"caller": event.caller or "", "called": event.called or "", "language": lang},
-            sensitive=frozenset({"caller"}),
-            now=event.at,
-        )
-        st = self._step_class(state, event.at)
-        st.log("", "start", caller=mask_number(event.caller), language=lang, tree=self.tree.label)
+        at, caller = event.at, event.caller
+        lang = event.language if event.language in self._languages else self._default_language
+        # Built by position (every field, in CallState's order), without the keyword-sorting Python __new__.
+        state = _tuple_new(CallState, (
+            event.call_id, at, caller, lang, "", "new",
+            {"caller": caller or "", "called": event.called or "", "language": lang},
+            _CALLER_SENSITIVE, "", "", None, 0, 0, 0, None, (), None, at,
+        ))
+        st = self._step_class(state, at)
+        if self._tracing or (caller is not None and type(caller) is not str):
+            # Untraced, the entry is skipped; masking a str or None cannot fail, anything else still goes through
+            # mask_number so an untraced start fails exactly where a traced one would.
+            st.log("", "start", caller=mask_number(caller), language=lang, tree=self.tree.label)
         st.cmds.append(C.Answer())
-        self._goto(st, self.spec.start)
+        self._goto(st, self._start)
         return st.finish()
 
     def step(self, state: CallState, event: Any) -> tuple[CallState, list[Any]]:
@@ -443,6 +461,8 @@ class Interpreter:
         pieces = self._templates.get(template)
         if pieces is None:
             pieces = self._templates[template] = _TEMPLATE.split(template)  # text, name, text, name, ..., text
+        if len(pieces) == 3 and not pieces[0] and not pieces[2]:
+            return str(vars_.get(pieces[1], ""))  # just one variable (a queue's "{language}", on every call)
         out = pieces[0]
         for i in range(1, len(pieces), 2):
             out += str(vars_.get(pieces[i], "")) + pieces[i + 1]
@@ -688,26 +708,29 @@ class Interpreter:
     # ------------------------------------------------------------------ queue, agent, transfer, record, callback, hook
 
     def _queue_start(self, st: _Step, nid: str, node: QueueNode) -> str | None:
-        if node.hours and not self.tree.is_open(node.hours, st.at):
-            st.log(nid, "queue-closed", queue=node.queue, schedule=node.hours)
+        consts = self._queue_consts.get(nid)
+        if consts is None:  # the same for every call (the node is frozen): sorted and read once, not on every visit
+            consts = self._queue_consts[nid] = (
+                tuple(sorted(node.requirements.skills.items())), tuple(node.keys), node.hours,
+                node.requirements.language, node.queue, node.priority, node.max_wait, node.announce, node.hold_music)
+        skills, keys, hours, lang, queue, priority, max_wait, announce, hold_music = consts
+        if hours and not self.tree.is_open(hours, st.at):
+            st.log(nid, "queue-closed", queue=queue, schedule=hours)
             return node.fallback.target("closed")
         v = st.v
-        lang = node.requirements.language
         if lang is not None:
             lang = self._render(lang, v[_F_vars]) or None
-        consts = self._queue_consts.get(nid)
-        if consts is None:  # the same for every call: sorted once, not on every visit
-            consts = self._queue_consts[nid] = (tuple(sorted(node.requirements.skills.items())), tuple(node.keys))
-        skills, keys = consts
-        queue = node.queue
         old = v[_F_ticket]
         since = old.since if old is not None and old.queue == queue else st.at
         v[_F_phase] = "queue"
-        v[_F_ticket] = _tuple_new(QueueTicket, (queue, since, skills, lang, node.priority))
-        st.cmds.append(C.Enqueue(queue, skills, lang, node.priority, node.max_wait, node.announce, node.hold_music, keys))
+        v[_F_ticket] = _tuple_new(QueueTicket, (queue, since, skills, lang, priority))
+        st.cmds.append(C.Enqueue(queue, skills, lang, priority, max_wait, announce, hold_music, keys))
         if self._tracing:
-            st.log(nid, "queue", queue=queue, skills=dict(skills), language=lang, priority=node.priority)
-        self._set_outcome(st, "queue", nid, queue=queue, skills=dict(skills), language=lang, priority=node.priority)
+            st.log(nid, "queue", queue=queue, skills=dict(skills), language=lang, priority=priority)
+        # `_set_outcome` inlined (every call that reaches an agent passes here): no keyword-argument repacking.
+        v[_F_outcome] = _tuple_new(Outcome, ("queue", nid, st.at,
+                                             {"queue": queue, "skills": dict(skills), "language": lang,
+                                              "priority": priority}))
         return None
 
     def _on_queue_result(self, st: _Step, ev: E.QueueResult) -> None:
@@ -728,7 +751,10 @@ class Interpreter:
             st.log(s.node, "agent", agent=ev.agent_id, why=ev.explanation)
         ticket = s.ticket
         waited = (ev.at - ticket.since).total_seconds() if ticket else 0.0
-        self._set_outcome(st, "agent", s.node, agent=ev.agent_id, queue=ticket.queue if ticket else "", waited=waited)
+        # `_set_outcome` inlined (once per answered call): no keyword-argument repacking.
+        st.v[_F_outcome] = _tuple_new(Outcome, ("agent", s.node, st.at, {"agent": ev.agent_id,
+                                                                          "queue": ticket.queue if ticket else "",
+                                                                          "waited": waited}))
 
     def _on_agent_gone(self, st: _Step, ev: E.AgentDisconnected) -> None:
         s = st.s

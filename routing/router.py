@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from bisect import bisect_left
 import itertools
 from datetime import datetime, timedelta
 from typing import Any, Iterable
@@ -68,6 +69,11 @@ _STATUS_VALUE: dict[Status, str] = {s: s.value for s in Status}
 # in Python; the decisions and records built on every event (one call makes about a dozen) skip that step.
 _make = tuple.__new__
 assert WaitingCall._fields[-1] == "offered_to"  # `_offered_to` rebuilds a call by replacing its last field
+assert len(WaitingCall._fields) == 11  # `enqueue` builds one with every field, by position
+# The hot paths read these fields by position (a NamedTuple attribute is a descriptor call per read).
+assert WaitingCall._fields[:8] == ("call_id", "queue", "since", "seq", "priority", "skills", "language", "preferred_agent")
+assert AgentState._fields[:3] == ("agent_id", "status", "since") and AgentState._fields[5] == "idle_since"
+assert Reservation._fields[:3] == ("call_id", "agent_id", "offered_at")
 
 
 class Router:
@@ -199,17 +205,19 @@ class Router:
         # catch_up=False from inside a timer: timers are already being applied in order, running them again
         # here would let a later timer act before this one finishes (a ring-out and a timeout in one tick).
         out: list[Decision] = self._due(now) if catch_up else []
-        old = self._agent(agent_id)
+        old = self.agents.get(agent_id)
+        if old is None:
+            old = self._agent(agent_id)  # raises UnknownAgent
         if self.after_call_to and cause != "after-call":
             self.after_call_to.pop(agent_id, None)  # an explicit change replaces "not ready after this call"
-        if old.status is _RESERVED:
+        if old[1] is _RESERVED:  # AgentState.status
             # Only the router moves a ringing agent (answer, ring-no-answer, caller gone): a pause or logout
             # now would leave the call's reservation behind and let the agent be offered a second call.
             raise IllegalTransition(f"agent {agent_id} has call {old.call_id} ringing; answer it or let it ring out first",
                                     details={"agent": agent_id, "from": old.status.value, "to": to.value})
         new = transition(old, to, now, reason=reason)
         out.append(self._set_agent(new, old, cause))
-        if new.status is _READY:
+        if to is _READY:  # (new.status is `to`)
             out += self._match_agent(agent_id, now)
         return out
 
@@ -222,8 +230,8 @@ class Router:
 
     def _set_agent(self, new: AgentState, old: AgentState, cause: str) -> AgentChanged:
         """Store the state and keep the ready index in step with it."""
-        self.agents[new.agent_id] = new
-        was, now = old.status, new.status
+        self.agents[new[0]] = new  # by position: a NamedTuple attribute is a descriptor call (every state change)
+        was, now = old[1], new[1]
         if (was is _LOGGED_OUT) is not (now is _LOGGED_OUT):
             self._staff_version += 1
         if was is _READY:
@@ -247,16 +255,38 @@ class Router:
         return key
 
     def _index_add(self, st: AgentState) -> None:
-        key = self._index_key(st)
+        aid, idle_since = st[0], st[5]  # AgentState.agent_id, .idle_since
+        kept = self._ready_keys.get(aid)
+        if kept is not None and kept[0] is idle_since:
+            key = kept[1]
+        elif idle_since is not None and idle_since is self._stamp_at:  # `_index_key` with `_stamp` inlined:
+            key = (self._stamp_ts, self.order[aid], aid)            # made ready "now", the usual case
+            self._ready_keys[aid] = (idle_since, key)
+        else:
+            key = self._index_key(st)
         bisect.insort(self._ready, key)
-        for skill in self._caps[st.agent_id][0]:
+        for skill in self._caps[aid][0]:
             bisect.insort(self._ready_by_skill.setdefault(skill, []), key)
 
     def _index_remove(self, st: AgentState) -> None:
-        key = self._index_key(st)
-        _remove(self._ready, key)
-        for skill in self._caps[st.agent_id][0]:
-            _remove(self._ready_by_skill[skill], key)
+        # `_index_key`'s remembered key and `_remove`, inlined: every offer takes its agent out of these lists.
+        aid = st[0]  # AgentState.agent_id
+        kept = self._ready_keys.get(aid)
+        key = kept[1] if kept is not None and kept[0] is st[5] else self._index_key(st)  # st[5]: idle_since
+        lst = self._ready
+        i = bisect_left(lst, key)
+        if i < len(lst) and lst[i] == key:
+            del lst[i]
+        else:
+            _remove(lst, key)  # raises: the index and the states went out of step
+        by_skill = self._ready_by_skill
+        for skill in self._caps[aid][0]:
+            lst = by_skill[skill]
+            i = bisect_left(lst, key)
+            if i < len(lst) and lst[i] == key:
+                del lst[i]
+            else:
+                _remove(lst, key)
 
     # ================================================================== calls
 
@@ -264,15 +294,18 @@ class Router:
                 language: str | None = None, priority: int = 0, since: datetime | None = None,
                 preferred_agent: str | None = None, callback_number: str | None = None) -> list[Decision]:
         """A call joins ``queue``. ``since`` keeps an earlier place in line (a callback for someone who waited)."""
-        spec = self._queue(queue)
+        spec = self.queues.get(queue)
+        if spec is None:
+            spec = self._queue(queue)  # raises UnknownQueue
         due = self._due(now)
         if call_id in self.calls:
             raise IvrError(f"call {call_id} is already waiting in {self.calls[call_id].queue}",
                            details={"call": call_id})
         if spec.max_length is not None and len(self.lines[queue]) >= spec.max_length:
             return due + [QueueFailed(call_id, queue, "full"), CallLeft(call_id, queue, "full", now)]
-        call = WaitingCall(call_id, queue, since or now, next(self._seq), priority, tuple(sorted(skills)), language,
-                           preferred_agent, callback_number, now)
+        # Every field by position (offered_to last, None): skips WaitingCall's Python-level __new__.
+        call = _make(WaitingCall, (call_id, queue, since or now, next(self._seq), priority, tuple(sorted(skills)),
+                                   language, preferred_agent, callback_number, now, None))
         if spec.when_nobody_logged_in == "fail" and not self._anyone_could_serve(call):
             return due + [QueueFailed(call_id, queue, "no_agents"), CallLeft(call_id, queue, "no_agents", now)]
         out: list[Decision] = due + [self._insert(call, now)]
@@ -288,22 +321,27 @@ class Router:
                                details={"queue": queue}) from None
 
     def _insert(self, call: WaitingCall, now: datetime) -> CallQueued:
-        self.calls[call.call_id] = call
+        call_id, since = call[0], call[2]
+        self.calls[call_id] = call
         # A call's place in line does not change while it waits in one queue (an offer only sets
         # `offered_to`; overflow takes it out and inserts it again): its key is worked out once.
-        key = self._line_keys[call.call_id] = _line_key(call)
-        bisect.insort(self.lines[call.queue], key)
+        # (`_line_key`, inlined; `since` is usually the `now` just converted.)
+        key = self._line_keys[call_id] = (-call[4], self._stamp_ts if since is self._stamp_at else since.timestamp(),
+                                          call[3], call_id)
+        bisect.insort(self.lines[call[1]], key)
         self.requirements(call, now)  # files the call under a skill it needs
         return _make(CallQueued, (call,))
 
     def _remove_call(self, call_id: str) -> WaitingCall:
         call = self.calls.pop(call_id)
         key = self._line_keys.pop(call_id)
-        _remove(self.lines[call.queue], key)
-        self.missed_by.pop(call_id, None)
+        _remove(self.lines[call[1]], key)  # WaitingCall.queue
+        if self.missed_by:
+            self.missed_by.pop(call_id, None)
         old = self._req.pop(call_id, None)
         if old is not None:
-            _remove(self._by_skill[_filed_under(old[3][0])], key)
+            skills = old[3][0]
+            _remove(self._by_skill[skills[0][0] if skills else ""], key)  # `_filed_under`, inlined
         return call
 
     def answered(self, call_id: str, now: datetime, *, agent_id: str | None = None,
@@ -315,14 +353,19 @@ class Router:
         wrong agent.
         """
         out: list[Decision] = self._due(now)
-        res = self._reservation(call_id, agent_id, offered_at)
-        agent = self.agents[res.agent_id]
+        res = self.reservations.get(call_id)
+        if res is None or (agent_id is not None and res[1] != agent_id) or \
+                (offered_at is not None and res[2] != offered_at):  # `_reservation`'s checks, inlined
+            res = self._reservation(call_id, agent_id, offered_at)  # raises UnknownCall
+        aid = res[1]  # Reservation.agent_id
+        agent = self.agents[aid]
         new = transition(agent, _ON_CALL, now)
         out.append(self._set_agent(new, agent, "answered"))
-        call = self._remove_call(call_id)
-        self._drop_reservation(call_id)
-        self.call_started[res.agent_id] = (call.queue, now)
-        out.append(_make(CallLeft, (call_id, call.queue, "answered", now)))
+        queue = self._remove_call(call_id)[1]  # WaitingCall.queue
+        del self.reservations[call_id]  # `_drop_reservation`, inlined
+        self.reserved_agent.pop(aid, None)
+        self.call_started[aid] = (queue, now)
+        out.append(_make(CallLeft, (call_id, queue, "answered", now)))
         return out
 
     def no_answer(self, call_id: str, now: datetime, *, agent_id: str | None = None,
@@ -385,15 +428,22 @@ class Router:
     def call_ended(self, agent_id: str, now: datetime) -> list[Decision]:
         """The conversation ended: the agent goes to wrap-up for the queue's wrap-up time."""
         out: list[Decision] = self._due(now)
-        agent = self._agent(agent_id)
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            agent = self._agent(agent_id)  # raises UnknownAgent
         new = transition(agent, _WRAP_UP, now)  # refuses before anything changes
         queue, started = self.call_started.pop(agent_id, (None, now))
-        wrap = self.queues[queue].wrap_up if queue in self.queues else 0.0
+        spec = self.queues.get(queue)  # type: ignore[arg-type]
+        wrap = spec.wrap_up if spec is not None else 0.0
         out.append(self._set_agent(new, agent, "call-ended"))
-        if queue in self.queues:
+        if spec is not None:
             talk = (now - started).total_seconds()
-            self.handle_seconds[queue] = (1 - EWMA) * self.handle_seconds[queue] + EWMA * (talk + wrap)
-        self._arm(now + self._seconds(wrap), "wrap", agent_id, new.since)
+            self.handle_seconds[queue] = (1 - EWMA) * self.handle_seconds[queue] + EWMA * (talk + wrap)  # type: ignore[index]
+        td = self._durations.get(wrap)  # `_seconds` and `_arm`, inlined (once per call)
+        end = now + (td if td is not None else self._seconds(wrap))
+        if self._tz is None:
+            self._tz = end.tzinfo
+        heapq.heappush(self._timers, (end.timestamp(), next(self._tseq), "wrap", agent_id, now))  # new.since is `now`
         return out
 
     # ================================================================== time
@@ -408,7 +458,11 @@ class Router:
         timers = self._timers
         if not timers:
             return []
-        limit = self._stamp(now)
+        # `_stamp` inlined: every public call starts here.
+        if now is self._stamp_at:
+            limit = self._stamp_ts
+        else:
+            limit = self._stamp(now)
         if timers[0][0] > limit:
             return []  # the usual case: nothing due
         out: list[Decision] = []
@@ -452,9 +506,19 @@ class Router:
         cancelled when their reason goes away, and a wake-up for nothing costs an adapter a whole tick.
         """
         timers = self._timers
+        reservations, agents = self.reservations, self.agents
         while timers:
             ts, _, kind, key, token = timers[0]
-            if not self._stale(kind, key, token):
+            # `_stale` inlined for the two timers every call arms (asked after every decision of the day simulator)
+            if kind == "ring":
+                res = reservations.get(key)
+                stale = res is None or res[2] != token  # Reservation.offered_at
+            elif kind == "wrap":
+                agent = agents.get(key)
+                stale = agent is None or agent[1] is not _WRAP_UP or agent[2] != token  # AgentState.status, .since
+            else:
+                stale = self._stale(kind, key, token)
+            if not stale:
                 return ts
             heapq.heappop(timers)
         return None
@@ -556,41 +620,47 @@ class Router:
 
         Cached until the call's next step boundary: matching asks this for many calls per decision.
         """
-        call_id = call.call_id
-        ts = self._stamp(now)
+        call_id = call[0]  # by position: NamedTuple attributes are descriptor calls
+        ts = self._stamp_ts if now is self._stamp_at else self._stamp(now)
         hit = self._req.get(call_id)
-        if hit is not None and hit[0] <= ts < hit[1] and hit[2] == call.queue:
+        if hit is not None and hit[0] <= ts < hit[1] and hit[2] == call[1]:
             return hit[3]  # type: ignore[return-value]
         req, start, valid_until = self._compute_requirements(call, now)
         if call_id in self.calls:
             key = self._line_keys[call_id]
-            filed = _filed_under(req[0])
+            skills = req[0]
+            filed = skills[0][0] if skills else ""  # `_filed_under`, inlined
             old = self._req.get(call_id)
             if old is None or _filed_under(old[3][0]) != filed:  # still under the same skill: it stays put
                 if old is not None:
                     _remove(self._by_skill[_filed_under(old[3][0])], key)
                 bisect.insort(self._by_skill.setdefault(filed, []), key)
-            self._req[call_id] = (start, valid_until, call.queue, req)
+            self._req[call_id] = (start, valid_until, call[1], req)
         return req
 
     def _compute_requirements(self, call: WaitingCall, now: datetime) -> tuple[Any, float, float]:
         """The requirements, when the current step began (ts) and until when they hold (ts)."""
-        spec = self.queues[call.queue]
-        waited = (now - call.since).total_seconds()
+        # Fields by position (NamedTuple attributes are descriptor calls): queue, since, skills, preferred_agent.
+        queue, since_at, own, preferred = call[1], call[2], call[5], call[7]
+        spec = self.queues[queue]
+        steps = spec.steps
+        waited = (now - since_at).total_seconds()
         start = 0.0
-        idx = len(spec.steps) - 1
-        for i, step in enumerate(spec.steps):
+        idx = len(steps) - 1
+        for i, step in enumerate(steps):
             if step.until is None or waited < step.until:
                 idx = i
                 break
             start = step.until
-        step = spec.steps[idx]
-        skills = self._step_skills(call.queue, spec, idx, call.skills)
-        language = call.language if step.language == "caller" else None
-        since = call.since.timestamp()
+        step = steps[idx]
+        hit = self._step_reqs.get((queue, idx, own))  # `_step_skills`' cache check, inlined
+        skills = hit[1] if hit is not None and hit[0] is spec else self._step_skills(queue, spec, idx, own)
+        language = call[6] if step.language == "caller" else None
+        # `_stamp` inlined: a new call's place in line is usually the `now` just converted
+        since = self._stamp_ts if since_at is self._stamp_at else since_at.timestamp()
         lo, hi = since + start, since + step.until if step.until is not None else float("inf")
         preferred_only = False
-        if step.preferred_agent and call.preferred_agent:
+        if step.preferred_agent and preferred:
             window_end = since + start + step.preferred_agent
             preferred_only = waited - start < step.preferred_agent
             lo, hi = (lo, min(hi, window_end)) if preferred_only else (max(lo, window_end), hi)
@@ -655,9 +725,15 @@ class Router:
     def _match_call(self, call_id: str, now: datetime) -> list[Decision]:
         """Find an agent for one waiting call; offer it if there is one."""
         call = self.calls.get(call_id)
-        if call is None or call.offered_to is not None:
+        if call is None or call[-1] is not None:  # WaitingCall.offered_to
             return []
-        skills, language, step, preferred_only = self.requirements(call, now)
+        # `requirements`' cache check, inlined: the call was usually filed a moment ago (enqueue) at this `now`.
+        hit = self._req.get(call_id)
+        if hit is not None and now is self._stamp_at and hit[0] <= self._stamp_ts < hit[1] and hit[2] == call[1]:
+            req = hit[3]
+        else:
+            req = self.requirements(call, now)
+        skills, language, step, preferred_only = req
         pick = self._pick_agent(call, skills, language, preferred_only, now)
         if pick is None:
             return []
@@ -680,11 +756,19 @@ class Router:
             if len(lst) < len(pool):
                 pool = lst
         strategy = self.queues[call.queue].strategy
-        missed = self.missed_by.get(call.call_id, ())
+        missed = self.missed_by.get(call.call_id, ()) if self.missed_by else ()
         if strategy == "longest_idle":
             fallback = None
+            caps = self._caps
             for idle_ts, _, aid in pool:
-                if self._eligible(aid, skills, language):
+                # `_eligible`, inlined: the longest idle agent usually qualifies at once, so this runs once per call
+                have, spoken = caps[aid]
+                for skill, level in skills:
+                    if have.get(skill, 0) < level:
+                        break
+                else:
+                    if language is not None and language not in spoken:
+                        continue
                     if aid in missed:
                         fallback = fallback or (aid, idle_ts)
                         continue  # let someone else try first: this agent just let it ring out
@@ -715,19 +799,22 @@ class Router:
     def _match_agent(self, agent_id: str, now: datetime) -> list[Decision]:
         """A ready agent takes the best call it can serve across all queues: priority first, then longest wait."""
         st = self.agents[agent_id]
-        if st.status is not _READY:
+        if st[1] is not _READY:  # AgentState.status
             return []
         if self.after_call_to and agent_id in self.after_call_to:  # freed from a ring: the pause comes first
             to, reason = self.after_call_to.pop(agent_id)
             out = self._agent_to(agent_id, to, now, "after-call", reason=reason, catch_up=False)
             return out + self._fail_unservable(now) if to is _LOGGED_OUT else out
+        lines = self._agent_lines[agent_id]
+        if not any(lines):
+            return []  # nobody waits for this agent's skills (the usual case when agents outnumber callers)
         best: WaitingCall | None = None
         best_key: tuple[int, float, int, str] | None = None  # whole line keys compare like their first three parts
         best_req: Any = None
         have, spoken = self._caps[agent_id]
         ts = self._stamp(now)
         cache, calls, missed_by = self._req, self.calls, self.missed_by
-        for line in self._agent_lines[agent_id]:
+        for line in lines:
             if not line:
                 continue
             # A copy: refreshing a stale requirement below may refile the call into another list mid-scan.
@@ -773,18 +860,22 @@ class Router:
 
     def _offer(self, call: WaitingCall, agent_id: str, now: datetime, step: int, skills: Any, language: str | None,
                rule: str, eligible: int) -> list[Decision]:
-        call_id, queue = call.call_id, call.queue
+        call_id, queue = call[0], call[1]  # by position: NamedTuple attributes are descriptor calls
         spec = self.queues[queue]
         agent = self.agents[agent_id]
         new = transition(agent, _RESERVED, now, call_id=call_id)
-        expires = now + self._seconds(spec.ring_timeout)
+        ring = spec.ring_timeout
+        td = self._durations.get(ring)  # `_seconds`, inlined (once per offer)
+        expires = now + (td if td is not None else self._seconds(ring))
         self.reservations[call_id] = _make(Reservation, (call_id, agent_id, now, expires))
         self.reserved_agent[agent_id] = call_id
-        self.calls[call_id] = _offered_to(call, agent_id)
-        self._arm(expires, "ring", call_id, now)
+        self.calls[call_id] = _make(WaitingCall, (*call[:-1], agent_id))  # `_offered_to`, inlined
+        if self._tz is None:  # `_arm`, inlined
+            self._tz = expires.tzinfo
+        heapq.heappush(self._timers, (expires.timestamp(), next(self._tseq), "ring", call_id, now))
         missed = self.missed_by.get(call_id)
         # The line key holds `call.since.timestamp()` already (an offered call is always waiting in a line).
-        waited = round(self._stamp(now) - self._line_keys[call_id][1], 1)
+        waited = round((self._stamp_ts if now is self._stamp_at else self._stamp(now)) - self._line_keys[call_id][1], 1)
         explanation = {  # kept cheap: built on every offer; formatted only when someone asks (`ivr queues explain`)
             "call": call_id, "queue": queue, "agent": agent_id, "at": now,
             "waited": waited, "priority": call.priority,

@@ -428,6 +428,22 @@ def test_a_busy_agent_takes_the_break_and_logs_out_right_after_the_current_call(
         assert evs[-1].to_status == "logged_out" and evs[-1].at <= at_local("10:00") + longest_call
 
 
+def test_calls_still_waiting_when_the_day_is_cut_off_are_ended_by_the_engine_and_noted(tiny: Path):
+    # Infinitely patient callers, agents gone after one minute, a queue that waits for someone to log in:
+    # the callers are still on hold when the day is cut off 6 h after the last hour.
+    spec = tiny_scenario(agents=[{"name": "a", "count": 1, "skills": {"desk": 1}, "shift": "09:00-09:01"}])
+    model = model_of(tiny, spec, "cut-off.yaml")
+    out = DaySimulator(model).run(0)
+    assert out.unfinished > 5 and len(out.records) == out.arrivals
+    cut = [r for r in out.records if r.ended_by == "engine" and r.answered_at is None]
+    assert len(cut) == out.unfinished
+    assert all(r.queued_at is not None and r.ended_at <= model.at(model.horizon) for r in cut)
+    rep = replicate(model, 0)
+    assert rep.unfinished == out.unfinished
+    res = cli("simulate-day", str(tiny / "cut-off.yaml"), "--no-progress", "-n", "1", "-j", "1")
+    assert res.exit_code == 0 and "still in progress 6 h after" in res.output
+
+
 def test_impatient_callers_abandon_when_nobody_answers_in_time(tiny: Path):
     # Patience 1 s, and an agent's phone rings 3 s before they pick up: nobody is ever answered.
     spec = tiny_scenario(patience={"dist": "fixed", "mean": 1})

@@ -434,11 +434,17 @@ class Router:
         new = transition(agent, _WRAP_UP, now)  # refuses before anything changes
         queue, started = self.call_started.pop(agent_id, (None, now))
         spec = self.queues.get(queue)  # type: ignore[arg-type]
-        wrap = spec.wrap_up if spec is not None else 0.0
+        # A call the router did not see answered (a conversation adopted after an engine restart) has no
+        # known queue: the longest wrap-up of any queue, as `restore` gives an agent found in wrap-up.
+        wrap = spec.wrap_up if spec is not None else self._longest_wrap()
         out.append(self._set_agent(new, agent, "call-ended"))
         if spec is not None:
             talk = (now - started).total_seconds()
             self.handle_seconds[queue] = (1 - EWMA) * self.handle_seconds[queue] + EWMA * (talk + wrap)  # type: ignore[index]
+        if wrap <= 0:
+            # No wrap-up: the agent is free the moment the call ends, in this same step. (A timer due "now"
+            # would leave them in wrap-up until the adapter's next tick, and cost every adapter a round trip.)
+            return out + self._end_wrap(agent_id, now)
         td = self._durations.get(wrap)  # `_seconds` and `_arm`, inlined (once per call)
         end = now + (td if td is not None else self._seconds(wrap))
         if self._tz is None:
@@ -559,6 +565,17 @@ class Router:
         if spec.overflow is not None:
             self._arm(entered + seconds(spec.overflow.after), "overflow", call.call_id, call.queue)
 
+    def _longest_wrap(self) -> float:
+        return max((q.wrap_up for q in self.queues.values()), default=0.0)
+
+    def _end_wrap(self, agent_id: str, now: datetime) -> list[Decision]:
+        """Wrap-up is over: ready for the next call, or the pause or logout asked for (never ready in between)."""
+        after = self.after_call_to.pop(agent_id, None) if self.after_call_to else None
+        if after is not None:
+            out = self._agent_to(agent_id, after[0], now, "after-call", reason=after[1], catch_up=False)
+            return out + self._fail_unservable(now) if after[0] is _LOGGED_OUT else out
+        return self._agent_to(agent_id, _READY, now, "wrap-up-ended", catch_up=False)
+
     def _fire(self, kind: str, key: str, token: Any, now: datetime) -> list[Decision]:
         if kind == "ring":
             res = self.reservations.get(key)
@@ -568,11 +585,7 @@ class Router:
         if kind == "wrap":
             agent = self.agents.get(key)
             if agent is not None and agent.status is _WRAP_UP and agent.since == token:  # not a stale wrap-up
-                after = self.after_call_to.pop(key, None) if self.after_call_to else None
-                if after is not None:  # straight to the pause or logout asked for: never ready in between
-                    out = self._agent_to(key, after[0], now, "after-call", reason=after[1], catch_up=False)
-                    return out + self._fail_unservable(now) if after[0] is _LOGGED_OUT else out
-                return self._agent_to(key, _READY, now, "wrap-up-ended", catch_up=False)
+                return self._end_wrap(key, now)
             return []
         call = self.calls.get(key)
         if call is None:
@@ -988,7 +1001,7 @@ class Router:
             if st.status is _WRAP_UP:
                 # Which queue the last call came from is not stored: the longest wrap-up of any queue is the
                 # safe choice (never cut a wrap-up short); the agent can make themselves ready sooner.
-                queue_wrap = max((q.wrap_up for q in self.queues.values()), default=0.0)
+                queue_wrap = self._longest_wrap()
                 end = (st.since or now) + timedelta(seconds=queue_wrap)
                 self._arm(max(end, now), "wrap", agent_id, st.since)
         for call_id in [c.call_id for c in sorted(self.calls.values(), key=_line_key)]:

@@ -243,6 +243,29 @@ def test_wrap_up_then_next_call():
     assert offers(r.tick(t(145))) == [("c2", "a")]
 
 
+def test_no_wrap_up_frees_the_agent_in_the_same_step():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=0)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c1", "sched", t(0))
+    r.answered("c1", t(5))
+    r.enqueue("c2", "sched", t(10))
+    d = r.call_ended("a", t(100))
+    assert [(x.state.status, x.cause) for x in d if isinstance(x, AgentChanged)] == [
+        (Status.WRAP_UP, "call-ended"), (Status.READY, "wrap-up-ended"), (Status.RESERVED, "offered")]
+    assert offers(d) == [("c2", "a")]
+
+
+def test_a_call_of_unknown_queue_gets_the_longest_wrap_up():
+    # An adopted conversation (engine restart): the router never saw it answered, so its queue is unknown.
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=0), "nurse": QueueSpec(skills={"scheduling": 1}, wrap_up=90)}
+    r = router(q, agent("a", scheduling=5), ready=False)
+    r.login("a", t(0), ready=False)
+    r.agents["a"] = transition(transition(r.agents["a"], Status.READY, t(1)), Status.RESERVED, t(2), call_id="x")
+    r.agents["a"] = transition(r.agents["a"], Status.ON_CALL, t(3))
+    r.call_ended("a", t(100))
+    assert r.agents["a"].status is Status.WRAP_UP and r.next_wakeup() == t(190)
+
+
 def test_pause_after_call_skips_ready_even_with_callers_waiting():
     # "Not ready after this call": when wrap-up ends the agent goes on break, not to the next caller.
     q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=45)}

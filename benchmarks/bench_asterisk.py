@@ -97,7 +97,13 @@ async def run_engine(calls: int) -> dict[str, Any]:
             await asyncio.gather(*(_caller(h, answered) for _ in range(calls)))
             await h.settle()
             wall = time.perf_counter() - t0
-            records = await h.routing.store.call_records()
+            # A session leaves `engine.sessions` before its call record is written: wait for the writes
+            # (bounded), or a slow commit would be counted as a lost record.
+            for _ in range(200):
+                records = await h.routing.store.call_records()
+                if len(records) >= calls:
+                    break
+                await asyncio.sleep(0.01)
             emitted = len(h.server.events)
             received = h.engine.events_in - 1  # the synthetic _Connected marker
             return {"wall": wall, "latencies": list(h.engine.latencies), "records": len(records),

@@ -89,7 +89,6 @@ class Router:
         self.reservations: dict[str, Reservation] = {}
         self.reserved_agent: dict[str, str] = {}  # agent -> call
         self.missed_by: dict[str, set[str]] = {}  # call -> agents that let it ring out
-        self.explanations: dict[str, list[dict[str, Any]]] = {}
         self.handle_seconds: dict[str, float] = {q: DEFAULT_HANDLE_SECONDS for q in self.queues}
         self.call_started: dict[str, tuple[str, datetime]] = {}  # agent -> (queue, answered at)
         self.rr_next: dict[str, int] = {q: 0 for q in self.queues}
@@ -889,7 +888,9 @@ class Router:
         missed = self.missed_by.get(call_id)
         # The line key holds `call.since.timestamp()` already (an offered call is always waiting in a line).
         waited = round((self._stamp_ts if now is self._stamp_at else self._stamp(now)) - self._line_keys[call_id][1], 1)
-        explanation = {  # kept cheap: built on every offer; formatted only when someone asks (`ivr queues explain`)
+        # Kept cheap: built on every offer, carried by the Offer to the store (`ivr queues explain` reads it
+        # there). The router keeps no copy: a live engine would hold one per call for as long as it runs.
+        explanation = {
             "call": call_id, "queue": queue, "agent": agent_id, "at": now,
             "waited": waited, "priority": call.priority,
             "step": step, "skills": dict(skills), "language": language or "any",
@@ -897,7 +898,6 @@ class Router:
             "eligible_ready_agents": eligible if eligible >= 0 else None,
             "missed_by": sorted(missed) if missed else [],
         }
-        self.explanations.setdefault(call_id, []).append(explanation)
         return [self._set_agent(new, agent, "offered"), _make(Offer, (call_id, agent_id, queue, expires, explanation))]
 
     def _reservation(self, call_id: str, agent_id: str | None = None,

@@ -646,3 +646,42 @@ def test_daylight_saving_days_say_what_happened_to_the_missing_or_doubled_hour(t
     assert max(starts) - min(starts) > timedelta(minutes=75)  # spread over both 01:00 hours
     summary = summarize_day(autumn, run_replications(autumn, 1))
     assert any("lasts 2 h" in n for n in summary.notes)
+
+
+def test_a_simulated_day_stored_like_live_traffic_gives_the_same_kpis_from_ivr_report(
+        clinic_day: tuple[DayModel, DayOutcome], tmp_path: Path):
+    """Simulated and live numbers are comparable: the day's call records and agent state changes, written
+    to a real SQLite store as the live adapters write them, read back by `ivr report` over the day, give
+    the KPIs simulate-day computed for that replication. (The router's queue events are not written:
+    they only refine the wait of calls that left a queue other than by answer or hang-up.)"""
+    import asyncio
+
+    from agents.state import AgentState, Status
+    from routing.model import AgentChanged
+    from routing.store import Store
+
+    model, out = clinic_day
+    db = tmp_path / "day.db"
+
+    async def store_day() -> None:
+        store = await Store.open(f"sqlite+aiosqlite:///{db}")
+        try:
+            for r in out.records:
+                await store.record_call(r)
+            await store.apply([AgentChanged(AgentState(e.agent_id, Status(e.to_status), e.at,
+                                                       "other" if e.to_status == "not_ready" else None, e.call_id),
+                                            e.from_status, "simulated") for e in out.agent_events])
+        finally:
+            await store.close()
+
+    asyncio.run(store_day())
+    r = cli("report", "--db", str(db), "--from", "2026-11-23", "--to", "2026-11-24", "--tz", "America/New_York",
+            "--queues", str(QUEUES), "--format", "json")
+    assert r.exit_code == 0, r.output
+    live = next(row for row in json.loads(r.stdout)["rows"] if row["group"] == "all")
+    sim = replicate(model, 0).report.overall
+    for kpi in ("calls", "offered", "answered", "abandoned", "service_level", "service_level_strict", "asa",
+                "abandonment_rate", "aht", "avg_wrap_up", "containment_rate", "transfers", "callbacks", "time_to_person_avg",
+                "busy_seconds", "staffed_seconds", "occupancy"):
+        assert live[kpi] == pytest.approx(getattr(sim, kpi)), kpi
+    assert live["calls"] > 1000 and 0 < live["occupancy"] < 1

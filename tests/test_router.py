@@ -231,12 +231,17 @@ def test_caller_hanging_up_while_ringing_frees_the_agent_without_a_miss():
     assert any(isinstance(x, CallLeft) and x.why == "abandoned" for x in d)
 
 
-def test_wrap_up_then_next_call():
-    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=45)}
-    r = router(q, agent("a", scheduling=5))
+def on_call_with_one_waiting(wrap_up: float) -> Router:
+    """Agent a talking on c1 (answered at 5 s), c2 waiting since 10 s, in a queue with ``wrap_up``."""
+    r = router({"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=wrap_up)}, agent("a", scheduling=5))
     r.enqueue("c1", "sched", t(0))
     r.answered("c1", t(5))
     r.enqueue("c2", "sched", t(10))
+    return r
+
+
+def test_wrap_up_then_next_call():
+    r = on_call_with_one_waiting(wrap_up=45)
     r.call_ended("a", t(100))
     assert r.agents["a"].status is Status.WRAP_UP
     assert offers(r.tick(t(144.9))) == []
@@ -244,11 +249,7 @@ def test_wrap_up_then_next_call():
 
 
 def test_no_wrap_up_frees_the_agent_in_the_same_step():
-    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=0)}
-    r = router(q, agent("a", scheduling=5))
-    r.enqueue("c1", "sched", t(0))
-    r.answered("c1", t(5))
-    r.enqueue("c2", "sched", t(10))
+    r = on_call_with_one_waiting(wrap_up=0)
     d = r.call_ended("a", t(100))
     assert [(x.state.status, x.cause) for x in d if isinstance(x, AgentChanged)] == [
         (Status.WRAP_UP, "call-ended"), (Status.READY, "wrap-up-ended"), (Status.RESERVED, "offered")]
@@ -268,11 +269,7 @@ def test_a_call_of_unknown_queue_gets_the_longest_wrap_up():
 
 def test_pause_after_call_skips_ready_even_with_callers_waiting():
     # "Not ready after this call": when wrap-up ends the agent goes on break, not to the next caller.
-    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=45)}
-    r = router(q, agent("a", scheduling=5))
-    r.enqueue("c1", "sched", t(0))
-    r.answered("c1", t(5))
-    r.enqueue("c2", "sched", t(10))
+    r = on_call_with_one_waiting(wrap_up=45)
     assert r.after_call("a", Status.NOT_READY, t(20), reason="lunch") == []
     assert r.agents["a"].status is Status.ON_CALL  # nothing happens to the call in progress
     r.call_ended("a", t(100))

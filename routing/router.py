@@ -152,11 +152,16 @@ class Router:
         st = self._agent(agent_id)
         if st.status is not _RESERVED:
             self._logged_in(agent_id)
-            return out + self._agent_to(agent_id, _NOT_READY, now, "unavailable", reason=reason, catch_up=False)
+            after = self.after_call_to.get(agent_id) if self.after_call_to else None
+            out += self._agent_to(agent_id, _NOT_READY, now, "unavailable", reason=reason, catch_up=False)
+            if after is not None and after[0] is _LOGGED_OUT:  # the logout asked for still happens (a pause is moot)
+                out += self._agent_to(agent_id, _LOGGED_OUT, now, "after-call", catch_up=False) + self._fail_unservable(now)
+            return out
         call_id = next(c for c, r in self.reservations.items() if r.agent_id == agent_id)
         self._drop_reservation(call_id)
         new = transition(st, _NOT_READY, now, reason=reason)
         out.append(self._set_agent(new, st, "unavailable"))
+        out += self._apply_after_call(agent_id, now)  # a pending logout still happens; a pause is moot
         self.calls[call_id] = _offered_to(self.calls[call_id], None)
         out.append(CallQueued(self.calls[call_id]))
         return out + self._match_call(call_id, now)
@@ -207,14 +212,16 @@ class Router:
         old = self.agents.get(agent_id)
         if old is None:
             old = self._agent(agent_id)  # raises UnknownAgent
-        if self.after_call_to and cause != "after-call":
-            self.after_call_to.pop(agent_id, None)  # an explicit change replaces "not ready after this call"
         if old[1] is _RESERVED:  # AgentState.status
             # Only the router moves a ringing agent (answer, ring-no-answer, caller gone): a pause or logout
             # now would leave the call's reservation behind and let the agent be offered a second call.
             raise IllegalTransition(f"agent {agent_id} has call {old.call_id} ringing; answer it or let it ring out first",
                                     details={"agent": agent_id, "from": old.status.value, "to": to.value})
         new = transition(old, to, now, reason=reason)
+        if self.after_call_to and cause != "after-call":
+            # An explicit change replaces "not ready after this call", once it is allowed: a refused change
+            # changes nothing, the request included.
+            self.after_call_to.pop(agent_id, None)
         out.append(self._set_agent(new, old, cause))
         if to is _READY:  # (new.status is `to`)
             out += self._match_agent(agent_id, now)
@@ -386,6 +393,11 @@ class Router:
         agent = self.agents[res.agent_id]
         new = missed_offer(agent, now, spec.max_no_answer)
         out: list[Decision] = [self._set_agent(new, agent, "no-answer")]
+        if self.after_call_to and res.agent_id in self.after_call_to:
+            # Freed from the ring: the pause or logout they asked for, before the call is matched again
+            # (the missed-ring fallback could otherwise hand it straight back to them).
+            out += self._apply_after_call(res.agent_id, now)
+            new = self.agents[res.agent_id]
         self.calls[call_id] = _offered_to(call, None)
         self.missed_by.setdefault(call_id, set()).add(res.agent_id)
         entered = call.entered_queue_at or call.since
@@ -416,9 +428,7 @@ class Router:
         call = self._remove_call(call_id)
         if res is not None:
             self._drop_reservation(call_id)
-            agent = self.agents[res.agent_id]
-            new = transition(agent, _READY, now)  # not the agent's fault: no miss counted
-            out.append(self._set_agent(new, agent, "caller-left"))
+            out += self._release(res.agent_id, now)  # not the agent's fault: no miss counted
         out.append(CallLeft(call_id, call.queue, why, now))
         if res is not None:
             out += self._match_agent(res.agent_id, now)
@@ -443,7 +453,8 @@ class Router:
         if wrap <= 0:
             # No wrap-up: the agent is free the moment the call ends, in this same step. (A timer due "now"
             # would leave them in wrap-up until the adapter's next tick, and cost every adapter a round trip.)
-            return out + self._end_wrap(agent_id, now)
+            # Timers due at this very instant (a caller's max wait) go first, as they did behind that tick.
+            return out + self._due(now, inclusive=True) + self._end_wrap(agent_id, now)
         td = self._durations.get(wrap)  # `_seconds` and `_arm`, inlined (once per call)
         end = now + (td if td is not None else self._seconds(wrap))
         if self._tz is None:
@@ -564,15 +575,40 @@ class Router:
         if spec.overflow is not None:
             self._arm(entered + seconds(spec.overflow.after), "overflow", call.call_id, call.queue)
 
+    def _release(self, agent_id: str, now: datetime) -> list[Decision]:
+        """A ringing agent whose call went away (the caller left, or its limit came): ready, or straight to
+        the pause they asked for (no zero-length ready in the event log). A pending logout is carried out
+        by ``_match_agent``: a ringing agent cannot log out directly."""
+        agent = self.agents[agent_id]
+        after = self.after_call_to.get(agent_id) if self.after_call_to else None
+        if after is not None and after[0] is _NOT_READY:
+            del self.after_call_to[agent_id]
+            return [self._set_agent(transition(agent, _NOT_READY, now, reason=after[1]), agent, "after-call")]
+        return [self._set_agent(transition(agent, _READY, now), agent, "caller-left")]
+
+    def _apply_after_call(self, agent_id: str, now: datetime) -> list[Decision]:
+        """The agent is no longer busy: carry out their pending "after this call" request, if any.
+
+        A pause asked for by an agent whose phone has just gone offline is dropped: offline says why they
+        cannot take calls, and presence brings them back when the phone registers again.
+        """
+        after = self.after_call_to.pop(agent_id, None) if self.after_call_to else None
+        if after is None:
+            return []
+        to, reason = after
+        st = self.agents[agent_id]
+        if to is _NOT_READY and st.status is _NOT_READY and st.reason == "offline":
+            return []
+        out = self._agent_to(agent_id, to, now, "after-call", reason=reason, catch_up=False)
+        return out + self._fail_unservable(now) if to is _LOGGED_OUT else out
+
     def _longest_wrap(self) -> float:
         return max((q.wrap_up for q in self.queues.values()), default=0.0)
 
     def _end_wrap(self, agent_id: str, now: datetime) -> list[Decision]:
         """Wrap-up is over: ready for the next call, or the pause or logout asked for (never ready in between)."""
-        after = self.after_call_to.pop(agent_id, None) if self.after_call_to else None
-        if after is not None:
-            out = self._agent_to(agent_id, after[0], now, "after-call", reason=after[1], catch_up=False)
-            return out + self._fail_unservable(now) if after[0] is _LOGGED_OUT else out
+        if self.after_call_to and agent_id in self.after_call_to:
+            return self._apply_after_call(agent_id, now)
         return self._agent_to(agent_id, _READY, now, "wrap-up-ended", catch_up=False)
 
     def _fire(self, kind: str, key: str, token: Any, now: datetime) -> list[Decision]:
@@ -617,8 +653,7 @@ class Router:
         res = self.reservations.get(call.call_id)
         if res is not None:  # ringing when the limit hit: let the agent go without a miss
             self._drop_reservation(call.call_id)
-            agent = self.agents[res.agent_id]
-            out.append(self._set_agent(transition(agent, _READY, now), agent, "caller-left"))
+            out += self._release(res.agent_id, now)
         self._remove_call(call.call_id)
         out += [QueueFailed(call.call_id, call.queue, outcome), CallLeft(call.call_id, call.queue, outcome, now)]
         if res is not None:
@@ -813,10 +848,8 @@ class Router:
         st = self.agents[agent_id]
         if st[1] is not _READY:  # AgentState.status
             return []
-        if self.after_call_to and agent_id in self.after_call_to:  # freed from a ring: the pause comes first
-            to, reason = self.after_call_to.pop(agent_id)
-            out = self._agent_to(agent_id, to, now, "after-call", reason=reason, catch_up=False)
-            return out + self._fail_unservable(now) if to is _LOGGED_OUT else out
+        if self.after_call_to and agent_id in self.after_call_to:  # freed from a ring: the request comes first
+            return self._apply_after_call(agent_id, now)
         lines = self._agent_lines[agent_id]
         if not any(lines):
             return []  # nobody waits for this agent's skills (the usual case when agents outnumber callers)
@@ -953,6 +986,23 @@ class Router:
                     return delay + (ahead - ready) * self.handle_seconds[call.queue] / active
             start = end
         return float("inf")
+
+    def keep_memory_of(self, old: Router) -> None:
+        """Take over what only lives in memory from ``old`` (a re-sync after a failed write, not a restart).
+
+        The store holds agents, waiting calls and reservations; it does not hold a pending "not ready
+        after this call", the queue each agent's current call came from (its wrap-up length), who let a
+        waiting call ring out, the handle-time averages behind wait estimates, or round-robin positions.
+        Dropping them on a re-sync would give an agent on a call the longest wrap-up and forget a break.
+        """
+        busy = (_RESERVED, _ON_CALL, _WRAP_UP)
+        self.after_call_to = {a: req for a, req in old.after_call_to.items()
+                              if a in self.agents and self.agents[a].status in busy}
+        self.call_started = {a: v for a, v in old.call_started.items()
+                             if a in self.agents and self.agents[a].status is _ON_CALL}
+        self.missed_by = {c: set(agents) for c, agents in old.missed_by.items() if c in self.calls}
+        self.handle_seconds.update({q: v for q, v in old.handle_seconds.items() if q in self.handle_seconds})
+        self.rr_next.update({q: v for q, v in old.rr_next.items() if q in self.rr_next})
 
     def restore(self, agents: dict[str, AgentState], waiting: Iterable[WaitingCall],
                 reservations: Iterable[Reservation], now: datetime, next_seq: int = 0, *,

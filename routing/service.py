@@ -65,10 +65,12 @@ class RoutingService:
 
     async def _restore(self, *, settle: bool, write: bool = True) -> list[Decision]:
         snap = await self.store.snapshot()
-        self.router = Router(self.queues, self.roster)
+        previous, self.router = self.router, Router(self.queues, self.roster)
         now = self.clock()
         decisions = self.router.restore(snap.agents, snap.waiting, snap.reservations, now, snap.next_seq,
                                         settle=settle)
+        if not settle:  # a re-sync within this process: what the store does not hold is still known
+            self.router.keep_memory_of(previous)
         if write:
             await self.store.apply(decisions, at=now)
         return decisions

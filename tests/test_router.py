@@ -603,3 +603,74 @@ def test_unavailable_withdraws_a_ringing_offer_without_a_miss_and_never_re_offer
     r2.logout("ana", t(2))
     with pytest.raises(IllegalTransition):
         r2.unavailable("ana", t(3))
+
+
+# ---------------------------------------------------------------- "not ready after this call": edge cases
+
+
+def test_a_refused_change_keeps_the_pending_request():
+    r = on_call_with_one_waiting(wrap_up=30)
+    r.after_call("a", Status.LOGGED_OUT, t(20))
+    with pytest.raises(IllegalTransition):
+        r.ready("a", t(21))  # on a call: refused, and it changes nothing
+    assert r.after_call_to["a"] == (Status.LOGGED_OUT, None)
+    r.call_ended("a", t(100))
+    assert offers(r.tick(t(130))) == [] and r.agents["a"].status is Status.LOGGED_OUT
+
+
+def test_a_ring_out_applies_the_pending_pause_before_the_call_is_offered_again():
+    q = {"q": QueueSpec(skills={"s": 1}, wrap_up=30, ring_timeout=15)}
+    r = router(q, agent("a", s=5))
+    r.enqueue("c1", "q", t(10))  # rings a, the only agent
+    r.after_call("a", Status.NOT_READY, t(11), reason="break")
+    d = r.tick(t(25))  # rings out: the missed-ring fallback would hand it straight back to a
+    assert offers(d) == [] and (r.agents["a"].status, r.agents["a"].reason) == (Status.NOT_READY, "break")
+    assert "a" not in r.after_call_to and r.calls["c1"].offered_to is None
+
+
+def test_a_pending_logout_survives_an_automatic_pause_for_no_answer():
+    q = {"q": QueueSpec(skills={"s": 1}, wrap_up=30, ring_timeout=15, max_no_answer=1)}
+    r = router(q, agent("a", s=5), agent("b", s=5))
+    r.enqueue("c1", "q", t(10))  # a: longest idle
+    r.after_call("a", Status.LOGGED_OUT, t(11))
+    d = r.tick(t(25))
+    assert r.agents["a"].status is Status.LOGGED_OUT and "a" not in r.after_call_to
+    assert offers(d) == [("c1", "b")]
+
+
+def test_offline_while_ringing_drops_a_pending_pause_but_not_a_pending_logout():
+    r = router(Q, agent("a", scheduling=5), agent("b", scheduling=5))
+    r.enqueue("c1", "sched", t(10))  # a
+    r.after_call("a", Status.NOT_READY, t(11), reason="lunch")
+    r.unavailable("a", t(12))
+    assert (r.agents["a"].status, r.agents["a"].reason) == (Status.NOT_READY, "offline") and not r.after_call_to
+
+
+def test_offline_in_wrap_up_still_logs_out_an_agent_who_asked_to():
+    r = on_call_with_one_waiting(wrap_up=30)
+    r.after_call("a", Status.LOGGED_OUT, t(20))
+    r.call_ended("a", t(100))
+    d = r.unavailable("a", t(110))
+    assert [(x.state.status, x.cause) for x in d if isinstance(x, AgentChanged)] == [
+        (Status.NOT_READY, "unavailable"), (Status.LOGGED_OUT, "after-call")]
+    assert r.agents["a"].status is Status.LOGGED_OUT and not r.after_call_to and offers(d) == []
+
+
+def test_a_caller_leaving_a_ringing_agent_with_a_pending_pause_leaves_no_zero_length_ready():
+    r = router(Q, agent("a", scheduling=5))
+    r.enqueue("c1", "sched", t(10))
+    r.enqueue("c2", "sched", t(10.5))
+    r.after_call("a", Status.NOT_READY, t(11), reason="meeting")
+    d = r.abandon("c1", t(12))
+    assert [(x.state.status, x.cause) for x in d if isinstance(x, AgentChanged)] == [(Status.NOT_READY, "after-call")]
+    assert offers(d) == [] and r.calls["c2"].offered_to is None
+
+
+def test_no_wrap_up_lets_a_max_wait_due_at_the_same_instant_go_first():
+    q = {"sched": QueueSpec(skills={"scheduling": 5}, wrap_up=0, max_wait=90)}
+    r = router(q, agent("a", scheduling=5))
+    r.enqueue("c1", "sched", t(0))
+    r.answered("c1", t(5))
+    r.enqueue("c2", "sched", t(10))
+    d = r.call_ended("a", t(100))  # c2's max wait ends at exactly 100 s
+    assert [x.outcome for x in d if isinstance(x, QueueFailed)] == ["timeout"] and offers(d) == []

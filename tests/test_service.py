@@ -283,8 +283,7 @@ def test_pause_after_call_is_committed_with_the_wrap_up_end(tmp_path: Path):
             await svc.answered(call_id)
             await svc.enqueue("c2", "common")  # waits: the only ready-able agent is on c1
             assert await svc.after_call(agent, Status.NOT_READY, reason="break") == []
-            await svc.call_ended(agent)  # 'common' has no wrap-up: the pause starts at the next tick
-            await svc.tick()
+            await svc.call_ended(agent)  # 'common' has no wrap-up: the pause starts as the call ends
             assert (svc.router.agents[agent].status, svc.router.agents[agent].reason) == (Status.NOT_READY, "break")
             assert svc.router.calls["c2"].offered_to is None
         finally:
@@ -293,6 +292,37 @@ def test_pause_after_call_is_committed_with_the_wrap_up_end(tmp_path: Path):
         try:
             assert (svc.router.agents[agent].status, svc.router.agents[agent].reason) == (Status.NOT_READY, "break")
             assert "c2" in svc.router.calls and not svc.router.reservations
+        finally:
+            await svc.close()
+
+    asyncio.run(go())
+
+
+def test_a_resync_keeps_what_only_memory_holds(tmp_path: Path):
+    """A failed write re-syncs the router from the store; a pending "after this call" and the queue of the
+    call in progress (its wrap-up length) are not in the store and must survive it."""
+    async def go():
+        agents, queues = config(tmp_path)
+        svc = await RoutingService.open(agents, queues, url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
+                                        clock=FakeClock(T0))
+        try:
+            await svc.login("a3")
+            await svc.enqueue("c1", "common")  # no wrap-up in 'common'
+            await svc.answered("c1")
+            await svc.enqueue("c2", "common")
+            await svc.after_call("a3", Status.LOGGED_OUT)
+            real_apply = svc.store.apply
+
+            async def broken(decisions, at=None):
+                raise RuntimeError("disk full")
+
+            svc.store.apply = broken
+            with pytest.raises(RuntimeError):
+                await svc.login("a4")
+            svc.store.apply = real_apply
+            assert svc.router.after_call_to == {"a3": (Status.LOGGED_OUT, None)}
+            await svc.call_ended("a3")  # without the queue, wrap-up would be 'q1''s 3600 s
+            assert svc.router.agents["a3"].status is Status.LOGGED_OUT and svc.router.calls["c2"].offered_to is None
         finally:
             await svc.close()
 

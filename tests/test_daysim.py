@@ -428,6 +428,37 @@ def test_a_busy_agent_takes_the_break_and_logs_out_right_after_the_current_call(
         assert evs[-1].to_status == "logged_out" and evs[-1].at <= at_local("10:00") + longest_call
 
 
+def test_two_breaks_due_during_one_long_call_are_both_taken_back_to_back_after_it(tiny: Path):
+    spec = tiny_scenario(arrivals={"09:00": 120}, answer_after=0, patience={"dist": "fixed", "mean": 2},
+                         talk={"default": {"dist": "fixed", "mean": 2400}}, wrap_up={"default": 0},
+                         agents=[{"name": "solo", "skills": {"desk": 1}, "shift": "09:00-12:00",
+                                  "breaks": [{"start": "09:20", "minutes": 10},
+                                             {"start": "09:30", "minutes": 30, "reason": "lunch"}]}])
+    out = DaySimulator(model_of(tiny, spec, "two-breaks.yaml")).run(0)
+    first = min((r for r in out.records if r.answered_at is not None), key=lambda r: r.answered_at)
+    end = first.agent_ended_at
+    assert first.answered_at < at_local("09:20") and end > at_local("09:30")
+    after = [(e.from_status, e.to_status, e.at - end) for e in out.agent_events if end <= e.at < at_local("11:59")]
+    assert after[:4] == [("on_call", "wrap_up", timedelta(0)), ("wrap_up", "not_ready", timedelta(0)),
+                         ("not_ready", "not_ready", timedelta(minutes=10)),
+                         ("not_ready", "ready", timedelta(minutes=40))]
+
+
+@pytest.mark.parametrize("second, ends", [
+    ("10:10", ["10:00 ready>not_ready", "10:10 not_ready>not_ready", "10:40 not_ready>ready"]),  # back to back
+    ("10:05", ["10:00 ready>not_ready", "10:10 not_ready>not_ready", "10:40 not_ready>ready"]),  # overlapping
+])
+def test_a_break_due_during_another_starts_when_it_ends_and_keeps_its_length(tiny: Path, second: str, ends: list[str]):
+    spec = tiny_scenario(arrivals={"11:00": 1}, patience={"dist": "fixed", "mean": 1},  # calls don't matter here
+                         agents=[{"name": "solo", "skills": {"desk": 1}, "shift": "09:00-12:00",
+                                  "breaks": [{"start": "10:00", "minutes": 10},
+                                             {"start": second, "minutes": 30, "reason": "lunch"}]}])
+    out = DaySimulator(model_of(tiny, spec, f"breaks-{second[-2:]}.yaml")).run(0)
+    seen = [f"{local(e.at):%H:%M} {e.from_status}>{e.to_status}" for e in out.agent_events
+            if at_local("09:30") < e.at < at_local("10:59")]
+    assert seen == ends
+
+
 def test_calls_still_waiting_when_the_day_is_cut_off_are_ended_by_the_engine_and_noted(tiny: Path):
     # Infinitely patient callers, agents gone after one minute, a queue that waits for someone to log in:
     # the callers are still on hold when the day is cut off 6 h after the last hour.

@@ -242,7 +242,12 @@ class _Day:
         self.records: list[CallRecord] = []
         self.agent_events: list[AgentEvent] = []
         self.call_events: list[CallEvent] = []
-        self.break_length: dict[str, float] = {}  # agent -> seconds of the break asked for and not yet started
+        # Breaks: those due but not started yet, per agent in the order they came due (the first one is
+        # with the router as "not ready after this call" while the agent is busy), and the one in progress
+        # (a token its end event must match, so an earlier break's end cannot cut a later break short).
+        self.breaks_due: dict[str, list[tuple[str, float]]] = {}
+        self.on_break: dict[str, int] = {}
+        self.break_tokens = itertools.count(1)
         self.tick_at = float("inf")
         self.now = 0.0
         self.arrivals = 0
@@ -593,12 +598,13 @@ class _Day:
             self.push(t + HANG_UP_AFTER_AGENT, _HANGUP, call)
 
     def _on_agent(self, t: float, agent: str, action: tuple[str, Any]) -> None:
-        """Log in, pause, make ready or log out, as the agent's shift and breaks say.
+        """Log in, take a break, end one, or log out, as the agent's shift and breaks say.
 
         A break or the end of the shift that finds the agent busy (ringing, on a call, in wrap-up) is
         handed to the router as "not ready after this call" (:meth:`Router.after_call`): the router then
         pauses or logs the agent out when the wrap-up ends, instead of making them ready and offering the
-        next waiting call in the same instant. The break still lasts its full length from then on.
+        next waiting call in the same instant. Breaks keep their full length from when they start; one
+        that comes due while the agent is busy or on another break starts after it, back to back.
         """
         kind, arg = action
         r = self.router
@@ -607,18 +613,35 @@ class _Day:
         if kind == "login":
             if status is Status.LOGGED_OUT:
                 self._decide(r.login(agent, now), t)
-        elif kind == "ready":
-            if status is Status.NOT_READY:
-                self._decide(r.ready(agent, now), t)
         elif status is Status.LOGGED_OUT:
             return
         elif kind == "pause":
-            reason, secs = arg
-            self.break_length[agent] = secs
-            self._decide(r.after_call(agent, Status.NOT_READY, now, reason=reason), t)
+            due = self.breaks_due.setdefault(agent, [])
+            due.append(arg)
+            if len(due) == 1 and agent not in self.on_break:  # else it waits for the break before it
+                self._decide(r.after_call(agent, Status.NOT_READY, now, reason=arg[0]), t)
+        elif kind == "break-over":
+            if self.on_break.get(agent) != arg or status is not Status.NOT_READY:
+                return  # not the break in progress (the shift ended, or a later break replaced it)
+            del self.on_break[agent]
+            due = self.breaks_due.get(agent)
+            if due:  # the next break was due during this one: it starts now
+                self._decide(r.pause(agent, due[0][0], now), t)
+            else:
+                self._decide(r.ready(agent, now), t)
         elif kind == "logout":
-            self.break_length.pop(agent, None)
+            self.breaks_due.pop(agent, None)
+            self.on_break.pop(agent, None)
             self._decide(r.after_call(agent, Status.LOGGED_OUT, now), t)
+
+    def _break_started(self, agent: str, t: float) -> None:
+        """The agent went not ready: if a break is due, this is it; its end is scheduled from now."""
+        due = self.breaks_due.get(agent)
+        if not due:
+            return
+        _, secs = due.pop(0)
+        token = self.on_break[agent] = next(self.break_tokens)
+        self.push(t + secs, _AGENT, agent, ("break-over", token))
 
     def _on_tick(self, t: float, ts: float, _b: Any) -> None:
         if ts != self.tick_at:
@@ -636,10 +659,8 @@ class _Day:
                 st, previous, _ = d
                 agent_id, status, since, reason, call_id = st[:5]
                 self.agent_events.append(_make(AgentEvent, (agent_id, previous, _STATUS_VALUE[status], call_id, since)))
-                if status is _NOT_READY and reason != "no-answer" and self.break_length:  # a break starts
-                    secs = self.break_length.pop(agent_id, None)
-                    if secs is not None:
-                        self.push(t + secs, _AGENT, agent_id, ("ready", None))
+                if status is _NOT_READY and self.breaks_due and reason != "no-answer":
+                    self._break_started(agent_id, t)
             elif typ is CallQueued:
                 continue  # for the store only (one per call: tested here so it skips the rarer cases below)
             elif typ is Offer:

@@ -27,6 +27,21 @@ def build_app(health: HealthFn, *, client_max_size: int = 1024 * 1024) -> web.Ap
     return app
 
 
+API_FIELDS = frozenset({"reason", "after_call"})  # what the agent API's write calls read from a body
+
+
+def _flag(value: Any) -> bool | None:
+    """A yes/no field from JSON (true/false) or a form ("true", "1", "on", ...); None when it is neither."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    return None
+
+
 def add_agent_api(app: web.Application, routing: Any, *, token: str | None,
                   fan_out: Callable[[list[Any]], None] | None = None) -> None:
     """The operations API for agent state: what agents' desktop apps and supervisors call.
@@ -67,16 +82,13 @@ def add_agent_api(app: web.Application, routing: Any, *, token: str | None,
         if agent not in routing.router.agents:
             return web.json_response({"error": "E-AGENT-UNKNOWN", "message": f"no agent {agent!r} in the roster"},
                                      status=404)
-        body: Any = {}
-        if request.can_read_body:
-            try:
-                body = await request.post() if request.content_type != "application/json" else await request.json()
-            except ValueError:
-                return web.json_response({"error": "E-API-BODY", "message": "the body is not valid JSON"}, status=400)
-            if not hasattr(body, "get"):
-                return web.json_response({"error": "E-API-BODY", "message": "send a JSON object or a form"},
-                                         status=400)
-        after_call = str(body.get("after_call", "")).lower() in ("1", "true", "yes")
+        body, problem = await read_fields(request)
+        if problem is not None:
+            return web.json_response({"error": "E-API-BODY", "message": problem}, status=400)
+        after_call = _flag(body.get("after_call", False))
+        if after_call is None:
+            return web.json_response({"error": "E-API-BODY", "message": "after_call must be true or false "
+                                      f"(got {str(body.get('after_call'))[:40]!r})"}, status=400)
         reason: str | None = None
         if action == "pause":
             reason = str(body.get("reason", ""))
@@ -99,6 +111,33 @@ def add_agent_api(app: web.Application, routing: Any, *, token: str | None,
         if fan_out is not None:
             fan_out(decisions)
         return web.json_response(state_json(routing.router.agents[agent]))
+
+    async def read_fields(request: web.Request) -> tuple[dict[str, Any], str | None]:
+        """The request's fields from a JSON object or a form; (fields, None) or ({}, what is wrong).
+
+        Strict on purpose: a field the API does not know (``curl -d '{"after_call": true}'`` sends JSON as
+        a form field name) is refused rather than ignored, since ignoring it would turn "after this
+        call" into "now".
+        """
+        if not request.can_read_body:
+            return {}, None
+        ctype = request.content_type
+        if ctype == "application/json":
+            try:
+                raw = await request.json()
+            except ValueError:
+                return {}, "the body is not valid JSON"
+            if not isinstance(raw, dict):
+                return {}, "send a JSON object"
+            fields: dict[str, Any] = raw
+        elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            fields = dict(await request.post())
+        else:
+            return {}, f"send JSON (application/json) or a form, not {ctype}"
+        unknown = sorted(set(fields) - API_FIELDS)
+        if unknown:
+            return {}, f"unknown field(s) {', '.join(repr(k[:40]) for k in unknown)}; known: {', '.join(sorted(API_FIELDS))}"
+        return fields, None
 
     app.router.add_get("/api/agents", list_agents)
     app.router.add_post(r"/api/agents/{agent}/{action:login|ready|pause|logout}", change)

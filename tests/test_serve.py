@@ -190,6 +190,19 @@ def test_the_agent_api_is_authenticated_and_changes_state_through_the_live_route
                 async with s.post(url + "/api/agents/ana.lopez/ready", data=b"{nope",
                                   headers={**auth, "Content-Type": "application/json"}) as r:
                     assert r.status == 400 and (await r.json())["error"] == "E-API-BODY"
+                # Bodies the API cannot read are refused, never taken as "now" (ana stays paused throughout):
+                # JSON sent as a form (curl -d '{...}'), an unknown content type, an after_call that is not yes/no.
+                for data, ctype in ((b'{"after_call": true}', "application/x-www-form-urlencoded"),
+                                    (b'{"after_call": true}', "text/plain"),
+                                    (b'{"reason": "lunch", "after_call": "later"}', "application/json"),
+                                    (b'["logout"]', "application/json")):
+                    async with s.post(url + "/api/agents/ana.lopez/logout", data=data,
+                                      headers={**auth, "Content-Type": ctype}) as r:
+                        assert r.status == 400 and (await r.json())["error"] == "E-API-BODY", (data, ctype)
+                async with s.post(url + "/api/agents/ana.lopez/pause", headers=auth,
+                                  data={"reason": "break", "after_call": "on"}) as r:  # an HTML checkbox
+                    body = await r.json()
+                    assert r.status == 200 and (body["status"], body["reason"]) == ("not_ready", "break")
                 async with s.post(url + "/api/agents/ben.carter/ready", headers=auth) as r:
                     assert r.status == 409 and (await r.json())["error"] == "E-AGENT-TRANSITION"  # logged out
                 async with s.post(url + "/api/agents/nobody/login", headers=auth) as r:

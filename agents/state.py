@@ -72,6 +72,8 @@ _RESERVED, _ON_CALL, _WRAP_UP = Status.RESERVED, Status.ON_CALL, Status.WRAP_UP
 # ``tuple.__new__(AgentState, fields)`` is what ``AgentState(...)`` does after a Python-level ``__new__``
 # that only repacks its arguments: calling it directly halves the cost of building a state.
 _new_state = tuple.__new__
+# `transition` unpacks and rebuilds every field by position.
+assert AgentState._fields == ("agent_id", "status", "since", "reason", "call_id", "idle_since", "missed", "calls")
 
 
 def _illegal(state: AgentState, to: Status) -> IllegalTransition:

@@ -121,6 +121,9 @@ assert all(globals()["_F_" + name] == i for i, name in enumerate(CallState._fiel
 _tuple_new = tuple.__new__
 # Every call starts with only the caller's number marked sensitive: one shared (immutable) set, not one per call.
 _CALLER_SENSITIVE = frozenset({"caller"})
+# Built by position below (`_tuple_new` checks no length): their field lists are pinned here.
+assert QueueTicket._fields == ("queue", "since", "skills", "language", "priority")
+assert Outcome._fields == ("kind", "node", "at", "detail") and TraceEntry._fields == ("at", "node", "kind", "detail")
 # `Interpreter.start` builds a CallState by position: it lists these fields, in this order.
 assert CallState._fields == ("call_id", "started_at", "caller", "language", "node", "phase", "vars", "sensitive",
                              "digits", "swallow", "last_key_at", "attempts", "prompt_id", "request_id", "ticket",

@@ -68,12 +68,15 @@ _STATUS_VALUE: dict[Status, str] = {s: s.value for s in Status}
 # ``tuple.__new__(Cls, fields)`` is what a NamedTuple's own ``__new__`` does after repacking its arguments
 # in Python; the decisions and records built on every event (one call makes about a dozen) skip that step.
 _make = tuple.__new__
-assert WaitingCall._fields[-1] == "offered_to"  # `_offered_to` rebuilds a call by replacing its last field
-assert len(WaitingCall._fields) == 11  # `enqueue` builds one with every field, by position
-# The hot paths read these fields by position (a NamedTuple attribute is a descriptor call per read).
-assert WaitingCall._fields[:8] == ("call_id", "queue", "since", "seq", "priority", "skills", "language", "preferred_agent")
-assert AgentState._fields[:3] == ("agent_id", "status", "since") and AgentState._fields[5] == "idle_since"
-assert Reservation._fields[:3] == ("call_id", "agent_id", "offered_at")
+# The hot paths build these by position and read their fields by position (a NamedTuple attribute is a
+# descriptor call per read; `tuple.__new__` checks no length): their whole field lists are pinned here.
+assert WaitingCall._fields == ("call_id", "queue", "since", "seq", "priority", "skills", "language", "preferred_agent",
+                               "callback_number", "entered_queue_at", "offered_to")
+assert AgentState._fields == ("agent_id", "status", "since", "reason", "call_id", "idle_since", "missed", "calls")
+assert Reservation._fields == ("call_id", "agent_id", "offered_at", "expires_at")
+assert Offer._fields == ("call_id", "agent_id", "queue", "expires_at", "explanation")
+assert AgentChanged._fields == ("state", "previous", "cause") and CallQueued._fields == ("call",)
+assert CallLeft._fields == ("call_id", "queue", "why", "at")
 
 
 class Router:

@@ -30,11 +30,11 @@ import gc
 import heapq
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, NamedTuple
 
-from agents.state import AgentState, Status
+from agents.state import Status
 from ivr import commands as C
 from ivr import events as E
 from ivr.daysim.scenario import Dist, LoadedScenario, Sampler, ScenarioInvalid, clock_minutes, day_start_utc, local_offset
@@ -43,7 +43,7 @@ from ivr.schema import CallbackNode, QueueNode
 from ivr.simulate import BARGE_AFTER, KEY_GAP, THINK, parse_keys
 from ivr.timing import PromptDurations
 from ivr.tree import CallTree, load_tree
-from routing.model import AgentChanged, CallLeft, CallQueued, Offer, Overflowed, QueueFailed, Reservation
+from routing.model import AgentChanged, CallLeft, CallQueued, Offer, Overflowed, QueueFailed
 from routing.queues import QueueSpec, load_queues
 from routing.router import Router
 from routing.store import CallRecord
@@ -70,9 +70,7 @@ _NOT_READY = Status.NOT_READY  # a module constant: enum members are looked up t
 _STATUS_VALUE = {s: s.value for s in Status}  # ``status.value`` goes through a descriptor (~0.3 µs)
 _make = tuple.__new__  # builds a NamedTuple from a tuple without its Python-level ``__new__``
 # `_decide` reads these by position (an attribute of a NamedTuple is a descriptor call per read).
-assert Offer._fields[:2] == ("call_id", "agent_id") and Reservation._fields[1:3] == ("agent_id", "offered_at")
-assert AgentChanged._fields == ("state", "previous", "cause") and CallLeft._fields[:2] == ("call_id", "queue")
-assert AgentState._fields[:5] == ("agent_id", "status", "since", "reason", "call_id") and CallLeft._fields[3] == "at"
+# (Offer, Reservation, AgentChanged, CallLeft and AgentState are pinned in routing.router, imported above.)
 assert CallRecord._fields == ("call_id", "tree", "channel", "started_at", "ended_at", "outcome", "node", "ended_by",
                               "queue", "agent_id", "queued_at", "answered_at", "agent_ended_at")  # `_finish`: by position
 

@@ -239,6 +239,21 @@ def test_concurrent_tasks_never_double_assign(tmp_path: Path, db_url: str):
             holding[e.agent_id] = False
 
 
+async def login_with_a_failed_write(svc: RoutingService, agent_id: str) -> None:
+    """Log ``agent_id`` in while the store refuses the write ("disk full"): the service re-syncs."""
+    real_apply = svc.store.apply
+
+    async def broken(decisions, at=None):
+        raise RuntimeError("disk full")
+
+    svc.store.apply = broken
+    try:
+        with pytest.raises(RuntimeError):
+            await svc.login(agent_id)
+    finally:
+        svc.store.apply = real_apply
+
+
 def test_a_failed_write_resyncs_without_re_offering_ringing_calls(tmp_path: Path, db_url: str):
     agents, queues = config(tmp_path)
 
@@ -248,15 +263,7 @@ def test_a_failed_write_resyncs_without_re_offering_ringing_calls(tmp_path: Path
             await svc.login("a0")
             await svc.enqueue("c1", "q1")
             ringing = dict(svc.router.reservations)
-            real_apply = svc.store.apply
-
-            async def broken(decisions, at=None):
-                raise RuntimeError("disk full")
-
-            svc.store.apply = broken
-            with pytest.raises(RuntimeError):
-                await svc.login("a1")
-            svc.store.apply = real_apply
+            await login_with_a_failed_write(svc, "a1")
             events = [e.cause for e in await svc.store.agent_events("a0")]
             return ringing, dict(svc.router.reservations), svc.router.agents["a1"].status, events
         finally:
@@ -311,15 +318,7 @@ def test_a_resync_keeps_what_only_memory_holds(tmp_path: Path):
             await svc.answered("c1")
             await svc.enqueue("c2", "common")
             await svc.after_call("a3", Status.LOGGED_OUT)
-            real_apply = svc.store.apply
-
-            async def broken(decisions, at=None):
-                raise RuntimeError("disk full")
-
-            svc.store.apply = broken
-            with pytest.raises(RuntimeError):
-                await svc.login("a4")
-            svc.store.apply = real_apply
+            await login_with_a_failed_write(svc, "a4")
             assert svc.router.after_call_to == {"a3": (Status.LOGGED_OUT, None)}
             await svc.call_ended("a3")  # without the queue, wrap-up would be 'q1''s 3600 s
             assert svc.router.agents["a3"].status is Status.LOGGED_OUT and svc.router.calls["c2"].offered_to is None
